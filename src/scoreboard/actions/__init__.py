@@ -1,0 +1,1 @@
+"""Action tickets: the only way a score may go up."""

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from scoreboard.actions.schemas import ActionTicketResponse, IssueActionRequest
+from scoreboard.actions.service import ActionService
+from scoreboard.auth.guards import ApiRequest, current_principal
+
+
+@post(
+    "/api/actions",
+    status_code=201,
+    summary="Issue a single-use action ticket",
+    description=(
+        "Returns a signed ticket worth the catalog's points for the action type. Complete it "
+        "with POST /api/scores/update between notBefore and expiresAt. Needs `scores:write` "
+        "for oneself, or `actions:issue` to issue for another `userId`. Writes nothing."
+    ),
+    tags=["actions"],
+)
+async def issue_action(
+    data: JSONBody[IssueActionRequest], request: ApiRequest, actions: NamedDependency[ActionService]
+) -> ActionTicketResponse:
+    principal = current_principal(request)
+    token, ticket = actions.issue(principal, data.type, data.user_id)
+    return ActionTicketResponse(
+        action_id=token,
+        type=ticket.type,
+        points=ticket.points,
+        issued_at=ticket.issued_at,
+        not_before=ticket.not_before,
+        expires_at=ticket.expires_at,
+    )

@@ -1,0 +1,1 @@
+"""Who is calling: JWT verification, scopes, and the guards that enforce them."""

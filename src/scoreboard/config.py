@@ -1,0 +1,120 @@
+"""Typed configuration, read from ``SCOREBOARD_*`` environment variables (and a ``.env`` file).
+
+No configuration at all gives the embedded shape: a SQLite file under ``data_dir`` and
+in-process ranking. Every knob is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+
+
+class InsecureSettingsError(ValueError):
+    """Raised when a setting would be unsafe outside development."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SCOREBOARD_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["dev", "production"] = "dev"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("scoreboard-data")
+    database_url: str | None = None
+    auto_migrate: bool | None = None
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwks_url: str | None = None
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway: float = Field(default=5.0, ge=0, le=300)
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    jwks_unknown_kid_cooldown: float = Field(default=30.0, ge=0)
+
+    action_secret: SecretStr | None = None
+    action_previous_secrets: list[SecretStr] = Field(default_factory=list)
+    actions_file: Path | None = None
+    clock_skew: float = Field(default=30.0, ge=0, le=3600)
+
+    public_read: bool = False
+    max_body_size: int = Field(default=8192, ge=256, le=10_000_000)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got {url.split('://', 1)[0]}://...)"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> Settings:
+        sources = [s for s in (self.jwt_secret, self.jwt_public_key, self.jwks_url) if s]
+        if len(sources) > 1:
+            raise ValueError(
+                "configure only one of SCOREBOARD_JWT_SECRET, SCOREBOARD_JWT_PUBLIC_KEY "
+                "and SCOREBOARD_JWKS_URL: one algorithm family at a time"
+            )
+        if self.jwt_secret and self.jwt_algorithm not in (None, "HS256"):
+            raise ValueError("SCOREBOARD_JWT_SECRET goes with the HS256 algorithm only")
+        if (self.jwt_public_key or self.jwks_url) and self.jwt_algorithm == "HS256":
+            raise ValueError("a public key or JWKS URL needs RS256 or ES256, not HS256")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'scoreboard.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def resolved_log_format(self) -> Literal["console", "json"]:
+        if self.log_format:
+            return self.log_format
+        return "console" if self.env == "dev" else "json"
+
+    def check_production_safety(self) -> None:
+        """Refuse settings that are fine for a laptop but dangerous on a server."""
+        if self.env != "production":
+            return
+        problems: list[str] = []
+        if not (self.jwt_secret or self.jwt_public_key or self.jwks_url):
+            problems.append(
+                "no token key: set SCOREBOARD_JWT_SECRET, SCOREBOARD_JWT_PUBLIC_KEY "
+                "or SCOREBOARD_JWKS_URL"
+            )
+        if self.jwt_secret and len(self.jwt_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            problems.append(f"SCOREBOARD_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+        if self.action_secret is None:
+            problems.append("SCOREBOARD_ACTION_SECRET must be set")
+        secrets = [self.action_secret, *self.action_previous_secrets]
+        if any(s and len(s.get_secret_value().encode()) < MIN_SECRET_BYTES for s in secrets):
+            problems.append(f"action secrets must be at least {MIN_SECRET_BYTES} bytes")
+        if self.jwks_url and not self.jwks_url.startswith("https://"):
+            problems.append("SCOREBOARD_JWKS_URL must use https://")
+        if problems:
+            raise InsecureSettingsError(
+                "refusing to start with SCOREBOARD_ENV=production: " + "; ".join(problems)
+            )

@@ -1,0 +1,1 @@
+"""Ranking and the leaderboard views built on it."""

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from scoreboard.auth.guards import ApiRequest, current_principal, requires
+from scoreboard.auth.principal import Scope
+from scoreboard.scores.schemas import ScoreUpdateRequest, ScoreUpdateResponse
+from scoreboard.scores.service import ScoreService
+
+
+@post(
+    "/api/scores/update",
+    status_code=200,
+    guards=[requires(Scope.WRITE)],
+    summary="Complete an action and add its points",
+    description=(
+        "Consumes an action ticket exactly once. The points are the ticket's; the timestamp "
+        "must lie within the clock skew of server time and inside the ticket's window. "
+        "Acknowledged only after the update is durable."
+    ),
+    tags=["scores"],
+)
+async def update_score(
+    data: JSONBody[ScoreUpdateRequest], request: ApiRequest, scores: NamedDependency[ScoreService]
+) -> ScoreUpdateResponse:
+    principal = current_principal(request)
+    client_ip = request.client.host if request.client else None
+    new_score, rank = await scores.complete_action(
+        principal, data.action_id, data.timestamp, client_ip
+    )
+    return ScoreUpdateResponse(success=True, new_score=new_score, rank=rank)

@@ -1,0 +1,201 @@
+"""The only code that writes scores: group-committed transactions over SQLAlchemy Core.
+
+Concurrent updates queue up and share one transaction (group commit), so one fsync serves
+many requests; each request still gets its own outcome, and none is acknowledged before the
+commit returns. Per batch there are exactly two statements:
+
+1. insert the audit rows, ``ON CONFLICT (action_id) DO NOTHING RETURNING action_id`` — the
+   UNIQUE action id is what makes every ticket count at most once, across instances and
+   restarts;
+2. upsert the totals of the accepted rows into ``user_scores``.
+
+Rows are written in key order so that batches of different instances lock in the same order
+and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from scoreboard.errors import ActionAlreadyUsed, ScoreboardError, ServiceUnavailable
+from scoreboard.scores.models import Recorded, ScoreChange, UserScore
+from scoreboard.tables import score_updates, user_scores
+
+log = structlog.get_logger("scoreboard.scores")
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
+Outcome = Recorded | BaseException
+Pending = tuple[ScoreChange, "asyncio.Future[Recorded]"]
+
+
+def _insert(engine: AsyncEngine, table: Any) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def _user_score(row: Any) -> UserScore:
+    return UserScore(
+        user_id=row.user_id,
+        username=row.username,
+        score=row.score,
+        version=row.version,
+        last_updated=row.last_updated,
+    )
+
+
+class ScoreRepository:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()  # None: stop
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="score-writer")
+
+    async def stop(self) -> None:
+        """Refuse new work, finish what is queued, then stop the writer."""
+        self._closing = True
+        if self._task and not self._task.done():
+            self._queue.put_nowait(None)
+            await self._task
+
+    async def record(self, change: ScoreChange) -> Recorded:
+        if self._closing or self._task is None or self._task.done():
+            raise ServiceUnavailable("the service is shutting down")
+        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((change, future))
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            outcomes = await self._commit_batch([change for change, _ in batch])
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _commit_batch(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
+        try:
+            async with self._engine.connect() as conn:
+                conn = await conn.execution_options(sqlite_write=True)
+                async with conn.begin():
+                    return await self._write(conn, changes)
+        except UNAVAILABLE as exc:
+            log.warning("score_write_unavailable", error=str(exc), batch=len(changes))
+            return [ServiceUnavailable("the score database is unavailable") for _ in changes]
+        except Exception:
+            log.exception("score_write_failed", batch=len(changes))
+            return [ScoreboardError("the score could not be saved") for _ in changes]
+
+    async def _write(self, conn: AsyncConnection, changes: Sequence[ScoreChange]) -> list[Outcome]:
+        now = datetime.now(UTC)
+        first: dict[str, ScoreChange] = {}
+        for change in changes:
+            first.setdefault(change.action_id, change)
+        audit_rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "user_id": c.user_id,
+                "action_id": c.action_id,
+                "action_type": c.action_type,
+                "score_change": c.points,
+                "timestamp": c.timestamp,
+                "recorded_at": now,
+                "client_ip": c.client_ip,
+            }
+            for c in sorted(first.values(), key=lambda c: c.action_id)
+        ]
+        insert_audit: Insert = (
+            _insert(self._engine, score_updates)
+            .values(audit_rows)
+            .on_conflict_do_nothing(index_elements=["action_id"])
+            .returning(score_updates.c.action_id)
+        )
+        accepted = set((await conn.execute(insert_audit)).scalars())
+
+        totals: dict[str, dict[str, Any]] = {}
+        for c in changes:
+            if c.action_id in accepted and first[c.action_id] is c:
+                row = totals.setdefault(
+                    c.user_id,
+                    {"user_id": c.user_id, "score": 0, "version": 0, "last_updated": now},
+                )
+                row["username"] = c.username
+                row["score"] += c.points
+                row["version"] += 1
+        committed: dict[str, UserScore] = {}
+        if totals:
+            upsert = _insert(self._engine, user_scores).values(
+                [totals[user] for user in sorted(totals)]
+            )
+            upsert = upsert.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={
+                    "username": upsert.excluded.username,
+                    "score": user_scores.c.score + upsert.excluded.score,
+                    "version": user_scores.c.version + upsert.excluded.version,
+                    "last_updated": upsert.excluded.last_updated,
+                },
+            ).returning(*user_scores.c)
+            committed = {row.user_id: _user_score(row) for row in await conn.execute(upsert)}
+        return _outcomes(changes, accepted, first, committed)
+
+    async def load_all(self) -> list[UserScore]:
+        async with self._engine.connect() as conn:
+            result = await conn.stream(select(user_scores))
+            return [_user_score(row) async for row in result]
+
+    async def get(self, user_id: str) -> UserScore | None:
+        async with self._engine.connect() as conn:
+            query = select(user_scores).where(user_scores.c.user_id == user_id)
+            row = (await conn.execute(query)).first()
+            return _user_score(row) if row else None
+
+
+def _outcomes(
+    changes: Sequence[ScoreChange],
+    accepted: set[str],
+    first: dict[str, ScoreChange],
+    committed: dict[str, UserScore],
+) -> list[Outcome]:
+    """Give each change its own result: later changes of the same user in the batch are
+    subtracted, so every request sees the score right after its own update."""
+    later_points: dict[str, int] = {}
+    outcomes: list[Outcome] = []
+    for change in reversed(changes):
+        if change.action_id not in accepted or first[change.action_id] is not change:
+            outcomes.append(ActionAlreadyUsed("this action was already completed"))
+            continue
+        user = committed[change.user_id]
+        outcomes.append(
+            Recorded(new_score=user.score - later_points.get(change.user_id, 0), user=user)
+        )
+        later_points[change.user_id] = later_points.get(change.user_id, 0) + change.points
+    outcomes.reverse()
+    return outcomes

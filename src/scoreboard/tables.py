@@ -1,0 +1,94 @@
+"""The schema, as SQLAlchemy Core tables shared by the repositories and the migrations.
+
+It is the spec's schema, extended: BIGINT scores, a per-user ``version`` so caches can refuse
+stale values, the action type, the client's and the server's timestamps, and the client IP.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+user_scores = Table(
+    "user_scores",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("username", String(255), nullable=False),
+    Column("score", BigInteger, nullable=False, server_default="0"),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    Column("last_updated", UTCDateTime, nullable=False),
+    CheckConstraint("score >= 0", name="score_positive"),
+)
+Index(
+    "ix_user_scores_ranking",
+    user_scores.c.score.desc(),
+    user_scores.c.last_updated,
+    user_scores.c.user_id,
+)
+
+score_updates = Table(
+    "score_updates",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    # Deferred so the audit row (which carries the UNIQUE action id) can be written before the
+    # score row it points at: a replay is refused before any score is touched.
+    Column(
+        "user_id",
+        String(36),
+        ForeignKey("user_scores.user_id", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+    ),
+    Column("action_id", String(36), nullable=False, unique=True),
+    Column("action_type", String(64), nullable=False),
+    Column("score_change", BigInteger, nullable=False),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("client_ip", String(45), nullable=True),
+)
+Index("ix_score_updates_user_recorded", score_updates.c.user_id, score_updates.c.recorded_at)
