@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from scoreboard.keys import load_keys
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789"
 ACTION_SECRET = "test-action-secret-that-is-long-enough-0123456789"
 ACTIONS_FILE = Path(__file__).parent / "actions.toml"
+USER_SCOPES = tuple(scope.value for scope in DEFAULT_USER_SCOPES)
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
@@ -55,7 +57,7 @@ def make_token(
     user_id: str,
     *,
     username: str | None = None,
-    scopes: tuple[str, ...] = tuple(s.value for s in DEFAULT_USER_SCOPES),
+    scopes: tuple[str, ...] = USER_SCOPES,
     ttl: int = 600,
     secret: str = JWT_SECRET,
     **claims: Any,
@@ -73,6 +75,12 @@ def make_token(
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")
 
 
+@functools.cache
+def _signer(action_secret: str) -> TicketSigner:
+    settings = make_settings("sqlite+aiosqlite://", Path("."), action_secret=action_secret)
+    return TicketSigner(load_keys(settings))
+
+
 def forge_ticket(
     user_id: str,
     *,
@@ -83,8 +91,7 @@ def forge_ticket(
     action_secret: str = ACTION_SECRET,
 ) -> str:
     """A ticket signed with a chosen key and window: valid when the key is the service's."""
-    settings = make_settings("sqlite+aiosqlite://", Path("."), action_secret=action_secret)
-    signer = TicketSigner(load_keys(settings))
+    signer = _signer(action_secret)
     action = ActionType(name="instant", points=points, min_duration=min_duration, ttl=ttl)
     token, _ = signer.issue(user_id, action, issued_at or datetime.now(UTC))
     return token

@@ -47,7 +47,7 @@ def unreachable(reason: str) -> None:
 
 
 @contextmanager
-def temporary_database() -> Iterator[str]:
+def temporary_database(*, migrated: bool = True) -> Iterator[str]:
     """Create a uniquely named database and yield its SQLAlchemy URL; drop it afterwards."""
     name = f"scoreboard_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     try:
@@ -57,7 +57,8 @@ def temporary_database() -> Iterator[str]:
     url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
     rendered = url.render_as_string(hide_password=False)
     try:
-        asyncio.run(_migrate(rendered))
+        if migrated:
+            asyncio.run(_migrate(rendered))
         yield rendered
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

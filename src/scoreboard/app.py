@@ -22,22 +22,19 @@ from scoreboard.actions.tickets import TicketSigner
 from scoreboard.auth.guards import BearerAuthMiddleware
 from scoreboard.auth.tokens import TokenVerifier
 from scoreboard.config import Settings
-from scoreboard.database import create_engine, migrate, schema_is_current
+from scoreboard.database import create_engine, prepare_schema
 from scoreboard.errors import exception_handlers
 from scoreboard.health import healthz, readyz
 from scoreboard.keys import load_keys
 from scoreboard.leaderboard.endpoints import read_leaderboard, read_my_standing
 from scoreboard.leaderboard.ranking import MemoryRanking
 from scoreboard.leaderboard.service import LeaderboardService
+from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
 
 log = structlog.get_logger("scoreboard")
-
-
-class SchemaNotCurrent(RuntimeError):
-    """The database schema is behind the code and automatic migration is off."""
 
 
 def _from_state(name: str) -> Provide:
@@ -57,12 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = create_engine(settings.resolved_database_url)
         try:
-            if settings.should_auto_migrate:
-                await migrate(engine)
-            elif not await schema_is_current(engine):
-                raise SchemaNotCurrent(
-                    "the database schema is not current: run `scoreboard migrate`"
-                )
+            await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
             repository = ScoreRepository(engine)
             ranking = MemoryRanking()
             users = await repository.load_all()
@@ -120,5 +112,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=exception_handlers,
         openapi_config=openapi,
         request_max_body_size=settings.max_body_size,
+        request_class=ScoreboardRequest,
         debug=False,
     )

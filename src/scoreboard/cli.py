@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Annotated
 
 import typer
 import uvicorn
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.auth.principal import DEFAULT_USER_SCOPES
 from scoreboard.auth.tokens import mint_token
 from scoreboard.config import InsecureSettingsError, Settings
-from scoreboard.database import create_engine, migrate
+from scoreboard.database import SchemaNotCurrentError, create_engine, migrate, prepare_schema
 from scoreboard.keys import load_keys
 from scoreboard.logging import configure_logging
 
@@ -29,10 +33,30 @@ def _settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
         settings.check_production_safety()
-    except (ValidationError, InsecureSettingsError) as exc:
+    except ValidationError as exc:
+        # Never echo the offending values: they may be secrets.
+        problems = "; ".join(
+            f"SCOREBOARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        typer.secho(f"configuration error: {problems}", err=True, fg="red")
+        raise typer.Exit(2) from exc
+    except InsecureSettingsError as exc:
         typer.secho(f"configuration error: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     return settings
+
+
+async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitable[None]]) -> None:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        await work(engine)
+    finally:
+        await engine.dispose()
+
+
+def _prepare(settings: Settings) -> Callable[[AsyncEngine], Awaitable[None]]:
+    return partial(prepare_schema, auto_migrate=settings.should_auto_migrate)
 
 
 @cli.command()
@@ -47,7 +71,8 @@ def serve(
     configure_logging(settings)
     try:
         app = create_app(settings)
-    except (ValueError, OSError) as exc:
+        asyncio.run(_with_engine(settings, _prepare(settings)))
+    except (ValueError, OSError, SchemaNotCurrentError, SQLAlchemyError) as exc:
         typer.secho(f"cannot start: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     typer.echo(f"Scoreboard listening on http://{settings.host}:{settings.port}", err=True)
@@ -69,15 +94,11 @@ def serve(
 def migrate_command() -> None:
     """Bring the database schema up to date."""
     settings = _settings()
-
-    async def run() -> None:
-        engine = create_engine(settings.resolved_database_url)
-        try:
-            await migrate(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
+    try:
+        asyncio.run(_with_engine(settings, migrate))
+    except (OSError, SQLAlchemyError) as exc:
+        typer.secho(f"cannot migrate: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
     typer.echo("database schema is up to date", err=True)
 
 

@@ -81,3 +81,15 @@ async def migrate(engine: AsyncEngine) -> None:
 async def schema_is_current(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:
         return await conn.run_sync(_is_current)
+
+
+class SchemaNotCurrentError(RuntimeError):
+    """The database schema is behind the code and automatic migration is off."""
+
+
+async def prepare_schema(engine: AsyncEngine, *, auto_migrate: bool) -> None:
+    """Migrate (embedded default) or insist the schema is already current (production)."""
+    if auto_migrate:
+        await migrate(engine)
+    elif not await schema_is_current(engine):
+        raise SchemaNotCurrentError("the database schema is not current: run `scoreboard migrate`")

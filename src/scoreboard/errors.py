@@ -90,6 +90,10 @@ class ValidationFailed(ScoreboardError):
     status, code, title = 400, "validation_error", "The request is not valid"
 
 
+class UnsupportedMediaType(ScoreboardError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
 class NotFound(ScoreboardError):
     status, code, title = 404, "not_found", "Not found"
 

@@ -14,9 +14,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from scoreboard.config import Settings
 
 DEV_SECRETS_FILE = "dev-secrets.json"
+ASYMMETRIC = ("RS256", "ES256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,7 @@ class SigningKey:
 class KeyMaterial:
     """Everything the service needs to check tokens and sign action tickets."""
 
-    jwt_algorithm: str
+    jwt_algorithm: str | None  # None: a JWKS URL, each key's own RS256/ES256
     jwt_secret: bytes | None  # HS256: verifies and signs tokens
     jwt_public_key: str | None  # RS256/ES256 PEM text
     jwks_url: str | None
@@ -62,14 +66,21 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
     return fresh
 
 
-def _infer_algorithm(settings: Settings, public_key: str | None) -> str:
-    if settings.jwt_algorithm:
-        return settings.jwt_algorithm
-    if public_key and "EC " in public_key.split("\n", 1)[0]:
-        return "ES256"
-    if public_key is None and settings.jwks_url is None:
-        return "HS256"
-    return "RS256"
+def _algorithm_of(pem: str, configured: str | None) -> str:
+    """RS256 or ES256, from the key itself; a configured algorithm must agree with it."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except ValueError as exc:
+        raise ValueError(f"SCOREBOARD_JWT_PUBLIC_KEY is not a PEM public key: {exc}") from exc
+    if isinstance(key, rsa.RSAPublicKey):
+        algorithm = "RS256"
+    elif isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        algorithm = "ES256"
+    else:
+        raise ValueError("SCOREBOARD_JWT_PUBLIC_KEY must be an RSA or a P-256 EC public key")
+    if configured and configured != algorithm:
+        raise ValueError(f"SCOREBOARD_JWT_ALGORITHM={configured} does not fit a {algorithm} key")
+    return algorithm
 
 
 def load_keys(settings: Settings) -> KeyMaterial:
@@ -99,8 +110,14 @@ def load_keys(settings: Settings) -> KeyMaterial:
     ]
     if jwt_secret is not None and any(k.secret == jwt_secret for k in (action_key, *previous)):
         raise ValueError("SCOREBOARD_ACTION_SECRET must differ from SCOREBOARD_JWT_SECRET")
+    if public_key:
+        algorithm: str | None = _algorithm_of(public_key, settings.jwt_algorithm)
+    elif settings.jwks_url:
+        algorithm = settings.jwt_algorithm
+    else:
+        algorithm = "HS256"
     return KeyMaterial(
-        jwt_algorithm=_infer_algorithm(settings, public_key),
+        jwt_algorithm=algorithm,
         jwt_secret=jwt_secret,
         jwt_public_key=public_key,
         jwks_url=settings.jwks_url,

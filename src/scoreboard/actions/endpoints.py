@@ -21,10 +21,13 @@ from scoreboard.auth.guards import ApiRequest, current_principal
     tags=["actions"],
 )
 async def issue_action(
-    data: JSONBody[IssueActionRequest], request: ApiRequest, actions: NamedDependency[ActionService]
+    request: ApiRequest,
+    actions: NamedDependency[ActionService],
+    data: JSONBody[IssueActionRequest | None] = None,
 ) -> ActionTicketResponse:
     principal = current_principal(request)
-    token, ticket = actions.issue(principal, data.type, data.user_id)
+    request_body = data or IssueActionRequest()
+    token, ticket = actions.issue(principal, request_body.type, request_body.user_id)
     return ActionTicketResponse(
         action_id=token,
         type=ticket.type,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.connection import ASGIConnection, Request
@@ -14,7 +14,8 @@ from scoreboard.auth.tokens import TokenVerifier
 from scoreboard.errors import InsufficientScope, InvalidToken
 
 ApiRequest = Request[Any, Any, Any]
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+# Guards are coroutines: Litestar runs plain-function guards in a worker thread.
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
@@ -48,14 +49,14 @@ def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
 
 
 def requires(scope: Scope) -> Guard:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if not current_principal(connection).has(scope):
             raise InsufficientScope(scope.value)
 
     return guard
 
 
-def can_read(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def can_read(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Leaderboard reads: anyone when SCOREBOARD_PUBLIC_READ is on, else `leaderboard:read`."""
     if connection.scope.get("user") is None and connection.app.state.settings.public_read:
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,7 +14,7 @@ import jwt
 from scoreboard.auth.principal import Principal
 from scoreboard.config import Settings
 from scoreboard.errors import InvalidToken, ServiceUnavailable
-from scoreboard.keys import KeyMaterial
+from scoreboard.keys import ASYMMETRIC, KeyMaterial
 
 MAX_USER_ID = 36
 MAX_USERNAME = 255
@@ -21,22 +22,48 @@ MAX_TOKEN_BYTES = 8192
 
 
 def valid_user_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_USER_ID and value.isprintable()
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_USER_ID
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    )
+
+
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "the token has expired"),
+    (jwt.ImmatureSignatureError, "the token is not valid yet"),
+    (jwt.InvalidAudienceError, "the token is meant for another audience"),
+    (jwt.InvalidIssuerError, "the token comes from another issuer"),
+    (jwt.InvalidAlgorithmError, "the token's algorithm is not allowed"),
+    (jwt.InvalidSignatureError, "the token's signature is not valid"),
+)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the token has no '{exc.claim}' claim"
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "the token is malformed or not valid"
 
 
 class JwksKeys:
     """Signing keys from a JWKS URL, cached, with a cool-down before refetching on unknown kid.
 
     The cool-down stops a stream of tokens with random ``kid`` values from turning into a
-    stream of requests to the identity provider.
+    stream of requests to the identity provider. Only RSA/EC keys of the allowed algorithm
+    are considered, so a token cannot pick a key of another family by naming its ``kid``.
     """
 
-    def __init__(self, url: str, cache_seconds: float, cooldown: float) -> None:
+    def __init__(self, url: str, algorithm: str | None, cache_seconds: float, cooldown: float):
         self._client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=int(cache_seconds))
+        self._allowed = {algorithm} if algorithm else set(ASYMMETRIC)
         self._cooldown = cooldown
         self._last_refresh = float("-inf")
 
-    async def key_for(self, token: str) -> Any:
+    async def key_for(self, token: str) -> tuple[Any, str]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as exc:
@@ -49,25 +76,33 @@ class JwksKeys:
             key = await self._find(kid, refresh=True)
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
-        return key
+        return key.key, key.algorithm_name
 
-    async def _find(self, kid: str, *, refresh: bool) -> Any:
+    async def _find(self, kid: str, *, refresh: bool) -> jwt.PyJWK | None:
         try:
             jwk_set = await anyio.to_thread.run_sync(self._client.get_jwk_set, refresh)
-        except jwt.PyJWKClientError as exc:
+        except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as exc:
             raise ServiceUnavailable("the identity provider's keys cannot be fetched") from exc
         for key in jwk_set.keys:
-            if key.key_id == kid:
-                return key.key
+            if key.key_id == kid and key.algorithm_name in self._allowed:
+                return key
         return None
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings, keys: KeyMaterial) -> None:
+    """Verifies bearer tokens. Verified tokens are remembered (LRU) until they expire, so a
+    client sending many requests with one token pays for the signature check once."""
+
+    def __init__(self, settings: Settings, keys: KeyMaterial, cache_size: int = 4096) -> None:
         self._algorithm = keys.jwt_algorithm
         self._static_key: Any = keys.jwt_secret or keys.jwt_public_key
         self._jwks = (
-            JwksKeys(keys.jwks_url, settings.jwks_cache_seconds, settings.jwks_unknown_kid_cooldown)
+            JwksKeys(
+                keys.jwks_url,
+                keys.jwt_algorithm,
+                settings.jwks_cache_seconds,
+                settings.jwks_unknown_kid_cooldown,
+            )
             if keys.jwks_url
             else None
         )
@@ -78,41 +113,59 @@ class TokenVerifier:
         required += ["iss"] if self._issuer else []
         required += ["aud"] if self._audience else []
         self._options: Any = {"require": required}
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._cache_size = cache_size
 
     async def verify(self, token: str) -> Principal:
+        principal = self._verified.get(token)
+        if principal is not None:
+            if principal.expires_at + self._leeway < time.time():
+                del self._verified[token]
+                raise InvalidToken("the token has expired")
+            self._verified.move_to_end(token)
+            return principal
+        principal = await self._verify(token)
+        self._verified[token] = principal
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise InvalidToken("the token is too long")
-        key = await self._jwks.key_for(token) if self._jwks else self._static_key
+        algorithm: str | None
+        if self._jwks:
+            key, algorithm = await self._jwks.key_for(token)
+        else:
+            key, algorithm = self._static_key, self._algorithm
         try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=[self._algorithm],
+                algorithms=[algorithm] if algorithm else [],
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
                 options=self._options,
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("the token has expired") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(f"the token is not valid: {exc}") from exc
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            raise InvalidToken(_reason(exc)) from exc
         return principal_from_claims(claims)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub = claims.get("sub")
     if not valid_user_id(sub):
-        raise InvalidToken(f"'sub' must be a printable string of 1 to {MAX_USER_ID} characters")
+        raise InvalidToken(f"'sub' must be 1 to {MAX_USER_ID} printable characters, no spaces")
     assert isinstance(sub, str)
-    name = claims.get("preferred_username") or claims.get("name") or sub
-    username = name[:MAX_USERNAME] if isinstance(name, str) and name.strip() else sub
+    names = (claims.get("preferred_username"), claims.get("name"))
+    username = next((n.strip() for n in names if isinstance(n, str) and n.strip()), sub)
     raw_scope = claims.get("scope", "")
     scopes = raw_scope.split() if isinstance(raw_scope, str) else []
     exp = claims["exp"]
     return Principal(
         user_id=sub,
-        username=username,
+        username=username[:MAX_USERNAME],
         scopes=frozenset(scopes),
         expires_at=float(exp),
     )

@@ -28,6 +28,6 @@ async def update_score(
     principal = current_principal(request)
     client_ip = request.client.host if request.client else None
     new_score, rank = await scores.complete_action(
-        principal, data.action_id, data.timestamp, client_ip
+        principal, data.action_id, data.completed_at(), client_ip
     )
     return ScoreUpdateResponse(success=True, new_score=new_score, rank=rank)

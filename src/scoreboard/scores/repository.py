@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Insert, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -60,6 +60,23 @@ class ScoreRepository:
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()  # None: stop
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Built once: executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends
+        # them as multi-row INSERTs from a cached compiled statement.
+        self._insert_audit = (
+            _insert(engine, score_updates)
+            .on_conflict_do_nothing(index_elements=["action_id"])
+            .returning(score_updates.c.action_id)
+        )
+        upsert = _insert(engine, user_scores)
+        self._upsert_scores = upsert.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={
+                "username": upsert.excluded.username,
+                "score": user_scores.c.score + upsert.excluded.score,
+                "version": user_scores.c.version + upsert.excluded.version,
+                "last_updated": upsert.excluded.last_updated,
+            },
+        ).returning(*user_scores.c)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="score-writer")
@@ -131,13 +148,7 @@ class ScoreRepository:
             }
             for c in sorted(first.values(), key=lambda c: c.action_id)
         ]
-        insert_audit: Insert = (
-            _insert(self._engine, score_updates)
-            .values(audit_rows)
-            .on_conflict_do_nothing(index_elements=["action_id"])
-            .returning(score_updates.c.action_id)
-        )
-        accepted = set((await conn.execute(insert_audit)).scalars())
+        accepted = set((await conn.execute(self._insert_audit, audit_rows)).scalars())
 
         totals: dict[str, dict[str, Any]] = {}
         for c in changes:
@@ -151,19 +162,9 @@ class ScoreRepository:
                 row["version"] += 1
         committed: dict[str, UserScore] = {}
         if totals:
-            upsert = _insert(self._engine, user_scores).values(
-                [totals[user] for user in sorted(totals)]
-            )
-            upsert = upsert.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={
-                    "username": upsert.excluded.username,
-                    "score": user_scores.c.score + upsert.excluded.score,
-                    "version": user_scores.c.version + upsert.excluded.version,
-                    "last_updated": upsert.excluded.last_updated,
-                },
-            ).returning(*user_scores.c)
-            committed = {row.user_id: _user_score(row) for row in await conn.execute(upsert)}
+            rows = [totals[user] for user in sorted(totals)]
+            result = await conn.execute(self._upsert_scores, rows)
+            committed = {row.user_id: _user_score(row) for row in result}
         return _outcomes(changes, accepted, first, committed)
 
     async def load_all(self) -> list[UserScore]:

@@ -6,6 +6,9 @@ from typing import Annotated
 import msgspec
 
 from scoreboard.actions.tickets import MAX_TICKET_LENGTH
+from scoreboard.errors import ValidationFailed
+
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class ScoreUpdateRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -14,9 +17,22 @@ class ScoreUpdateRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=T
 
     action_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TICKET_LENGTH)]
     timestamp: Annotated[
-        datetime,
-        msgspec.Meta(tz=True, description="When the action was completed: ISO 8601 with offset"),
+        str,
+        msgspec.Meta(
+            max_length=64,
+            description="When the action was completed: ISO 8601 with offset",
+            examples=["2026-11-27T17:30:00Z"],
+        ),
     ]
+
+    def completed_at(self) -> datetime:
+        """The timestamp, parsed strictly (RFC 3339 with an offset; no Unix numbers)."""
+        try:
+            return msgspec.convert(self.timestamp, Timestamp)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(
+                "timestamp must be ISO 8601 with an offset, e.g. 2026-11-27T17:30:00Z"
+            ) from exc
 
 
 class ScoreUpdateResponse(msgspec.Struct, rename="camel"):

@@ -48,7 +48,9 @@ class ScoreService:
             raise TimestampOutOfWindow(
                 f"the timestamp must be within {self._skew.total_seconds():g} s of server time"
             )
-        if not ticket.not_before <= timestamp <= ticket.expires_at:
+        # Whole-second timestamps are fine: the window opens at notBefore's second. The
+        # minimum duration itself is enforced on server time above.
+        if not ticket.not_before.replace(microsecond=0) <= timestamp <= ticket.expires_at:
             raise TimestampOutOfWindow("the timestamp lies outside the action's window")
 
         recorded = await self._repository.record(

@@ -1,0 +1,19 @@
+-- wrk script: send each pre-made score update once, in order, from a tab-separated file of
+-- "token<TAB>json body" lines (path in the first script argument).
+local requests = {}
+local next_index = 0
+
+init = function(args)
+  for line in io.lines(args[1]) do
+    local token, body = line:match("([^\t]+)\t(.+)")
+    requests[#requests + 1] = wrk.format("POST", "/api/scores/update", {
+      ["Authorization"] = "Bearer " .. token,
+      ["Content-Type"] = "application/json",
+    }, body)
+  end
+end
+
+request = function()
+  next_index = next_index % #requests + 1
+  return requests[next_index]
+end

@@ -1,0 +1,115 @@
+"""The `scoreboard` command: token, migrate, and refusing unsafe or stale set-ups."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.helpers import JWT_SECRET
+
+
+def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SCOREBOARD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "scoreboard", *args],
+        env={**clean, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_token_is_signed_with_the_configured_secret(tmp_path: Path) -> None:
+    env = {"SCOREBOARD_JWT_SECRET": JWT_SECRET}
+    result = run(
+        "token",
+        "alice",
+        "--username",
+        "Alice",
+        "--scope",
+        "scores:write",
+        "--ttl",
+        "60",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+    assert claims["preferred_username"] == "Alice"
+    assert claims["scope"] == "scores:write"
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_dev_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = run("token", "alice", env={}, cwd=tmp_path)
+    second = run("token", "bob", env={}, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    secrets_file = tmp_path / "scoreboard-data" / "dev-secrets.json"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    assert jwt.get_unverified_header(first.stdout.strip())["alg"] == "HS256"
+    import json
+
+    secret = json.loads(secrets_file.read_text())["jwt_secret"]
+    for result, user in ((first, "alice"), (second, "bob")):
+        claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+        assert claims["sub"] == user
+        assert claims["scope"] == "leaderboard:read scores:write"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {
+                "SCOREBOARD_ENV": "production",
+                "SCOREBOARD_JWT_SECRET": "short",
+                "SCOREBOARD_ACTION_SECRET": "x" * 40,
+            },
+            "at least 32 bytes",
+        ),
+        ({"SCOREBOARD_ENV": "production", "SCOREBOARD_ACTION_SECRET": "x" * 40}, "no token key"),
+        (
+            {"SCOREBOARD_ENV": "production", "SCOREBOARD_JWT_SECRET": "y" * 40},
+            "SCOREBOARD_ACTION_SECRET must be set",
+        ),
+        ({"SCOREBOARD_DATABASE_URL": "mysql://localhost/db"}, "postgresql+asyncpg://"),
+        ({"SCOREBOARD_JWT_SECRET": "y" * 40, "SCOREBOARD_JWT_PUBLIC_KEY": "k"}, "only one of"),
+    ],
+)
+def test_unsafe_or_wrong_settings_refuse_to_start(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    result = run("serve", "--port", "1", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_brings_a_fresh_postgres_database_up_to_date(tmp_path: Path) -> None:
+    from tests.postgres import temporary_database
+
+    with temporary_database(migrated=False) as url:
+        env = {"SCOREBOARD_DATABASE_URL": url, "SCOREBOARD_AUTO_MIGRATE": "false"}
+        stale = run("serve", "--port", "1", env=env, cwd=tmp_path)
+        assert stale.returncode != 0
+        assert "scoreboard migrate" in stale.stderr
+        migrated = run("migrate", env=env, cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "up to date" in migrated.stderr
+        again = run("migrate", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+
+
+def test_module_entry_point_shows_help(tmp_path: Path) -> None:
+    result = run("--help", env={}, cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("serve", "migrate", "token"):
+        assert command in result.stdout
