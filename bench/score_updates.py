@@ -169,17 +169,17 @@ def main() -> None:
     if updates["requests"] > args.tickets or updates["errors"]:
         print(f"warning: {updates['errors']:.0f} non-2xx responses (raise --tickets?)")
     print(
-        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.users} users, {os.cpu_count()} cores"
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.users} users, {os.cpu_count()} cpus"
     )
-    print(
-        f"floor  hello-world POST           {hello['rps']:9.0f} req/s   p50 {hello['p50']:6.2f} ms  p99 {hello['p99']:6.2f} ms"
-    )
-    print(f"floor  SQLite commit per update   {commits:9.0f} commits/s (synchronous=FULL)")
-    print(
-        f"score updates, embedded SQLite    {updates['rps']:9.0f} req/s   p50 {updates['p50']:6.2f} ms  p99 {updates['p99']:6.2f} ms"
-    )
-    print(f"ratio  updates / hello-world      {updates['rps'] / hello['rps']:9.2f}")
-    print(f"ratio  updates / commit floor     {updates['rps'] / commits:9.2f}")
+    line("floor  hello-world POST", hello)
+    print(f"{'floor  SQLite commit per update':34}{commits:9.0f} commits/s (synchronous=FULL)")
+    line("score updates, embedded SQLite", updates)
+    print(f"{'ratio  updates / hello-world':34}{updates['rps'] / hello['rps']:9.2f}")
+    print(f"{'ratio  updates / commit floor':34}{updates['rps'] / commits:9.2f}")
+
+
+def line(label: str, run: dict[str, float]) -> None:
+    print(f"{label:34}{run['rps']:9.0f} req/s   p50 {run['p50']:6.2f} ms  p99 {run['p99']:6.2f} ms")
 
 
 if __name__ == "__main__":

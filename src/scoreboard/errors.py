@@ -14,6 +14,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 PROBLEM_JSON = "application/problem+json"
@@ -115,6 +116,44 @@ _LITESTAR_CODES: dict[int, tuple[str, str]] = {
     415: ("unsupported_media_type", "Unsupported media type"),
     429: ("rate_limited", "Too many requests"),
 }
+
+
+class Problem(msgspec.Struct):
+    """RFC 9457 problem details, as every error is sent (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str
+
+
+_DESCRIPTIONS = {
+    400: "validation_error: the body or a parameter is not valid",
+    401: "invalid_token: no valid bearer token",
+    403: "insufficient_scope or action_not_owned",
+    404: "not_found",
+    409: "action_already_used: the ticket was already completed",
+    413: "payload_too_large",
+    415: "unsupported_media_type: send application/json",
+    422: "invalid_action, unknown_action_type, action_expired, action_not_ready or "
+    "timestamp_out_of_window",
+    503: "service_unavailable: retry after Retry-After seconds",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem responses a route can give."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS[status],
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
 
 
 def problem_response(

@@ -7,6 +7,7 @@ from litestar.params import JSONBody
 from scoreboard.actions.schemas import ActionTicketResponse, IssueActionRequest
 from scoreboard.actions.service import ActionService
 from scoreboard.auth.guards import ApiRequest, current_principal
+from scoreboard.errors import problem_responses
 
 
 @post(
@@ -19,6 +20,7 @@ from scoreboard.auth.guards import ApiRequest, current_principal
         "for oneself, or `actions:issue` to issue for another `userId`. Writes nothing."
     ),
     tags=["actions"],
+    responses=problem_responses(400, 401, 403, 413, 415, 422),
 )
 async def issue_action(
     request: ApiRequest,

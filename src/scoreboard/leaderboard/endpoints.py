@@ -9,6 +9,7 @@ from litestar.params import Parameter
 
 from scoreboard.auth.guards import ApiRequest, can_read, current_principal, requires
 from scoreboard.auth.principal import Scope
+from scoreboard.errors import problem_responses
 from scoreboard.leaderboard.schemas import LeaderboardResponse, MyStanding
 from scoreboard.leaderboard.service import LeaderboardService
 
@@ -30,7 +31,11 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         "Competition ranking (ties share a rank); ties listed in the order they reached the "
         "score. Send the ETag back in If-None-Match to get 304 when nothing changed."
     ),
-    responses={200: ResponseSpec(data_container=LeaderboardResponse, description="The top N")},
+    responses={
+        200: ResponseSpec(data_container=LeaderboardResponse, description="The top N"),
+        304: ResponseSpec(data_container=None, description="Not modified since the ETag"),
+        **problem_responses(400, 401, 403),
+    },
     tags=["leaderboard"],
 )
 async def read_leaderboard(
@@ -50,6 +55,7 @@ async def read_leaderboard(
     guards=[requires(Scope.READ)],
     summary="The caller's own score and rank, with the entries just above and below",
     tags=["leaderboard"],
+    responses=problem_responses(401, 403),
 )
 async def read_my_standing(
     request: ApiRequest, leaderboard: NamedDependency[LeaderboardService]

@@ -6,6 +6,7 @@ from litestar.params import JSONBody
 
 from scoreboard.auth.guards import ApiRequest, current_principal, requires
 from scoreboard.auth.principal import Scope
+from scoreboard.errors import problem_responses
 from scoreboard.scores.schemas import ScoreUpdateRequest, ScoreUpdateResponse
 from scoreboard.scores.service import ScoreService
 
@@ -21,6 +22,7 @@ from scoreboard.scores.service import ScoreService
         "Acknowledged only after the update is durable."
     ),
     tags=["scores"],
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
 )
 async def update_score(
     data: JSONBody[ScoreUpdateRequest], request: ApiRequest, scores: NamedDependency[ScoreService]

@@ -1,0 +1,58 @@
+"""The OpenAPI document at /schema matches the routes and the error contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from scoreboard.errors import PROBLEM_JSON
+
+
+async def _schema(client: AsyncTestClient) -> dict[str, Any]:  # type: ignore[type-arg]
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    schema: dict[str, Any] = response.json()
+    return schema
+
+
+async def test_every_route_is_documented_with_its_methods(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    paths = (await _schema(client))["paths"]
+    documented = {(path, method.upper()) for path, ops in paths.items() for method in ops}
+    served = {
+        (route.path, method)
+        for route in client.app.routes
+        for method in getattr(route, "methods", ())
+        if method not in ("HEAD", "OPTIONS") and not route.path.startswith("/schema")
+    }
+    assert documented == served
+
+
+async def test_errors_are_documented_as_problem_details(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    schema = await _schema(client)
+    update = schema["paths"]["/api/scores/update"]["post"]
+    for status in ("400", "401", "403", "409", "413", "415", "422", "503"):
+        assert PROBLEM_JSON in update["responses"][status]["content"], status
+    problem = schema["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) >= {"type", "title", "status", "detail", "code", "instance"}
+
+
+async def test_request_bodies_match_the_spec(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    components = (await _schema(client))["components"]
+    update = components["schemas"]["ScoreUpdateRequest"]
+    assert set(update["properties"]) == {"actionId", "timestamp"}
+    assert set(update["required"]) == {"actionId", "timestamp"}
+    response = components["schemas"]["ScoreUpdateResponse"]
+    assert set(response["properties"]) == {"success", "newScore", "rank"}
+    assert "BearerToken" in components["securitySchemes"]
+
+
+async def test_probes_need_no_token(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+    paths = (await _schema(client))["paths"]
+    assert paths["/healthz"]["get"]["security"] == [{}]
+    assert (
+        await client.get("/healthz", headers={"Authorization": "Bearer junk"})
+    ).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "database": "ok"}
