@@ -29,10 +29,15 @@ from scoreboard.keys import load_keys
 from scoreboard.leaderboard.endpoints import read_leaderboard, read_my_standing
 from scoreboard.leaderboard.ranking import MemoryRanking
 from scoreboard.leaderboard.service import LeaderboardService
+from scoreboard.live.broadcaster import LocalBroadcaster
+from scoreboard.live.endpoints import issue_ws_ticket, live_leaderboard
+from scoreboard.live.hub import Hub
+from scoreboard.live.tickets import MemoryWsTicketStore
 from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
+from scoreboard.web.endpoints import web_handlers
 
 log = structlog.get_logger("scoreboard")
 
@@ -59,16 +64,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ranking = MemoryRanking()
             users = await repository.load_all()
             await ranking.replace_all(users)
+            leaderboard = LeaderboardService(ranking)
+            broadcaster = LocalBroadcaster()
+            hub = Hub(
+                leaderboard,
+                top_n=settings.live_top_n,
+                interval=settings.broadcast_interval,
+                max_per_user=settings.ws_max_per_user,
+                max_per_ip=settings.ws_max_per_ip,
+            )
+            broadcaster.subscribe(hub.on_score)
+            await hub.start()
             await repository.start()
             app.state.update(
                 engine=engine,
-                scores=ScoreService(signer, repository, ranking, settings.clock_skew),
-                leaderboard=LeaderboardService(ranking),
+                scores=ScoreService(signer, repository, ranking, broadcaster, settings.clock_skew),
+                leaderboard=leaderboard,
+                hub=hub,
+                ws_tickets=MemoryWsTicketStore(),
             )
             log.info("ready", users=len(users), database=engine.dialect.name)
             try:
                 yield
             finally:
+                await hub.stop()
                 await repository.stop()
         finally:
             await engine.dispose()
@@ -93,11 +112,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             read_my_standing,
             healthz,
             readyz,
+            issue_ws_ticket,
+            live_leaderboard,
+            *web_handlers(settings, keys),
         ],
         lifespan=[lifespan],
         state=State(
             {
                 "settings": settings,
+                "key_material": keys,
                 "token_verifier": TokenVerifier(settings, keys),
                 "actions": ActionService(catalog, signer),
             }
@@ -107,8 +130,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "scores": _from_state("scores"),
             "leaderboard": _from_state("leaderboard"),
             "engine": _from_state("engine"),
+            "hub": _from_state("hub"),
+            "ws_tickets": _from_state("ws_tickets"),
         },
-        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema"])],
+        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/static"])],
         exception_handlers=exception_handlers,
         openapi_config=openapi,
         request_max_body_size=settings.max_body_size,

@@ -9,7 +9,6 @@ from functools import partial
 from typing import Annotated
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +19,7 @@ from scoreboard.config import InsecureSettingsError, Settings
 from scoreboard.database import SchemaNotCurrentError, create_engine, migrate, prepare_schema
 from scoreboard.keys import load_keys
 from scoreboard.logging import configure_logging
+from scoreboard.server import make_server
 
 cli = typer.Typer(
     help="Scoreboard: secure score updates and a live leaderboard.",
@@ -76,18 +76,7 @@ def serve(
         typer.secho(f"cannot start: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     typer.echo(f"Scoreboard listening on http://{settings.host}:{settings.port}", err=True)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        server_header=False,
-        access_log=False,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    make_server(app, settings).run()
 
 
 @cli.command("migrate")

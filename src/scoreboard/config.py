@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     clock_skew: float = Field(default=30.0, ge=0, le=3600)
 
     public_read: bool = False
+    allowed_origins: list[str] = Field(default_factory=list)
+    broadcast_interval: float = Field(default=0.1, ge=0.01, le=10)
+    live_top_n: int = Field(default=10, ge=1, le=100)
+    ws_max_per_user: int = Field(default=10, ge=1)
+    ws_max_per_ip: int = Field(default=256, ge=1)
+    ws_send_timeout: float = Field(default=10.0, gt=0)
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
+    ws_messages_per_second: float = Field(default=5.0, gt=0)
+    ws_message_burst: int = Field(default=20, ge=1)
     max_body_size: int = Field(default=8192, ge=256, le=10_000_000)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] | None = None

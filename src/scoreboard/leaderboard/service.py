@@ -34,13 +34,16 @@ class LeaderboardService:
         cached = self._cache.get(limit)
         if cached and cached[0] == revision:
             return cached[1]
-        entries = [to_entry(e) for e in await self._ranking.top(limit)]
+        entries = await self.top_entries(limit)
         body = msgspec.json.encode(LeaderboardResponse(leaderboard=entries))
         board = EncodedBoard(
             body=body, etag=f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
         )
         self._cache[limit] = (revision, board)
         return board
+
+    async def top_entries(self, limit: int) -> list[LeaderboardEntry]:
+        return [to_entry(e) for e in await self._ranking.top(limit)]
 
     async def standing(self, principal: Principal) -> MyStanding:
         around = await self._ranking.around(principal.user_id, NEIGHBOURS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import structlog
+
 from scoreboard.actions.tickets import TicketSigner
 from scoreboard.auth.principal import Principal
 from scoreboard.errors import (
@@ -13,8 +15,11 @@ from scoreboard.errors import (
     TimestampOutOfWindow,
 )
 from scoreboard.leaderboard.ranking import Ranking
+from scoreboard.live.broadcaster import Broadcaster, ScoreEvent
 from scoreboard.scores.models import ScoreChange
 from scoreboard.scores.repository import ScoreRepository
+
+log = structlog.get_logger("scoreboard.scores")
 
 
 class ScoreService:
@@ -23,8 +28,10 @@ class ScoreService:
         signer: TicketSigner,
         repository: ScoreRepository,
         ranking: Ranking,
+        events: Broadcaster,
         clock_skew: float,
     ) -> None:
+        self._events = events
         self._signer = signer
         self._repository = repository
         self._ranking = ranking
@@ -67,4 +74,8 @@ class ScoreService:
         await self._ranking.apply([recorded.user])
         standing = await self._ranking.rank_of(principal.user_id)
         rank = standing.rank if standing else 1
+        try:
+            await self._events.publish(ScoreEvent(principal.user_id, recorded.new_score, rank))
+        except Exception:  # the score is durable; live viewers catch up on the next change
+            log.exception("score_event_not_published", user=principal.user_id)
         return recorded.new_score, rank

@@ -1,0 +1,1 @@
+"""The live leaderboard: WebSocket connections, coalesced fan-out, and the wire protocol."""

@@ -1,0 +1,90 @@
+"""One WebSocket client, with an outbox that can never grow: the latest leaderboard, the
+latest personal score, and a few control replies. A client that stops reading holds up only
+its own sender task, and is closed when a send takes longer than the send timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from litestar import WebSocket
+
+from scoreboard.live.protocol import CloseCode
+
+log = structlog.get_logger("scoreboard.live")
+MAX_CONTROL = 8
+
+
+@dataclass(eq=False)
+class LiveConnection:
+    socket: WebSocket[Any, Any, Any]
+    user_id: str | None
+    client_ip: str
+    expires_at: float | None
+    send_timeout: float
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    _board: str | None = None
+    _personal: str | None = None
+    _control: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_CONTROL)
+    )
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _closed: bool = False
+
+    def offer_board(self, frame: str) -> None:
+        """Latest wins: an unsent older snapshot is simply replaced."""
+        self._board = frame
+        self._wake.set()
+
+    def offer_personal(self, frame: str) -> None:
+        self._personal = frame
+        self._wake.set()
+
+    def offer_control(self, frame: str) -> None:
+        self._control.append(frame)
+        self._wake.set()
+
+    def _next(self) -> str | None:
+        if self._control:
+            return self._control.popleft()
+        if self._personal is not None:
+            frame, self._personal = self._personal, None
+            return frame
+        if self._board is not None:
+            frame, self._board = self._board, None
+            return frame
+        return None
+
+    async def run_sender(self) -> None:
+        """Send until closed; close the socket if a client stops reading."""
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while (frame := self._next()) is not None:
+                try:
+                    await asyncio.wait_for(self.socket.send_text(frame), self.send_timeout)
+                except TimeoutError:
+                    log.info("ws_client_too_slow", connection=self.id)
+                    await self.close(CloseCode.TRY_AGAIN, "too slow to keep up; reconnect")
+                    return
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.socket.close(code=code, reason=reason), 2)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def seconds_left(self) -> float | None:
+        return None if self.expires_at is None else self.expires_at - time.time()

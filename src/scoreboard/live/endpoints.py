@@ -1,0 +1,214 @@
+"""``/ws/leaderboard`` and ``POST /api/ws-ticket``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import structlog
+from litestar import WebSocket, post, websocket
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+
+from scoreboard.auth.guards import ApiRequest, bearer_token, current_principal, requires
+from scoreboard.auth.principal import Principal, Scope
+from scoreboard.auth.tokens import TokenVerifier
+from scoreboard.config import Settings
+from scoreboard.errors import InvalidToken, ServiceUnavailable, problem_responses
+from scoreboard.live.connection import LiveConnection
+from scoreboard.live.hub import Hub, TooManyConnectionsError
+from scoreboard.live.protocol import (
+    MAX_CLIENT_MESSAGE,
+    CloseCode,
+    ConnectionSuccess,
+    ErrorEvent,
+    Pong,
+    decode_client,
+    encode,
+)
+from scoreboard.live.tickets import WsTicketStore
+
+log = structlog.get_logger("scoreboard.live")
+AnySocket = WebSocket[Any, Any, Any]
+
+
+class WsTicketResponse(msgspec.Struct, rename="camel"):
+    ticket: str
+    expires_at: float
+
+
+@post(
+    "/api/ws-ticket",
+    status_code=201,
+    guards=[requires(Scope.READ)],
+    summary="Trade a bearer token for a single-use WebSocket ticket (30 s)",
+    description="Browsers cannot set headers on a WebSocket: connect to "
+    "/ws/leaderboard?ticket=<ticket> instead.",
+    tags=["live"],
+    responses=problem_responses(401, 403, 503),
+)
+async def issue_ws_ticket(
+    request: ApiRequest, ws_tickets: NamedDependency[WsTicketStore]
+) -> WsTicketResponse:
+    try:
+        ticket, expires_at = await ws_tickets.issue(current_principal(request))
+    except OverflowError as exc:
+        raise ServiceUnavailable(str(exc)) from exc
+    return WsTicketResponse(ticket=ticket, expires_at=expires_at)
+
+
+class Refusal(Exception):
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def _origin_allowed(socket: AnySocket, settings: Settings) -> bool:
+    """Non-browser clients send no Origin; browsers must come from an allowed origin or the
+    service's own (cross-site WebSocket hijacking)."""
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True
+    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
+        return True
+    return urlsplit(origin).netloc == socket.headers.get("host")
+
+
+async def _authenticate(socket: AnySocket) -> Principal | None:
+    state = socket.app.state
+    settings: Settings = state.settings
+    if not _origin_allowed(socket, settings):
+        raise Refusal(CloseCode.FORBIDDEN, "origin not allowed")
+    ticket = socket.query_params.get("ticket")
+    try:
+        token = bearer_token(socket)
+        if ticket is not None:
+            tickets: WsTicketStore = state.ws_tickets
+            principal = await tickets.redeem(ticket)
+            if principal is None:
+                raise InvalidToken("the ticket is unknown, used or expired")
+        elif token is not None:
+            verifier: TokenVerifier = state.token_verifier
+            principal = await verifier.verify(token)
+        elif settings.public_read:
+            return None
+        else:
+            raise InvalidToken("send 'Authorization: Bearer <token>' or '?ticket=<ticket>'")
+    except InvalidToken as exc:
+        raise Refusal(CloseCode.UNAUTHORIZED, exc.detail) from exc
+    if not principal.has(Scope.READ):
+        raise Refusal(CloseCode.FORBIDDEN, f"the token needs the '{Scope.READ.value}' scope")
+    return principal
+
+
+class _Bucket:
+    """Token bucket for inbound messages."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.stamp = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+async def _receive(
+    socket: AnySocket, connection: LiveConnection, hub: Hub, settings: Settings
+) -> None:
+    bucket = _Bucket(settings.ws_messages_per_second, settings.ws_message_burst)
+    refused = 0
+    while True:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        event: dict[str, Any] = dict(message)
+        data: str | bytes = event.get("text") or event.get("bytes") or b""
+        if len(data) > MAX_CLIENT_MESSAGE:
+            await connection.close(
+                CloseCode.TOO_BIG, f"messages are limited to {MAX_CLIENT_MESSAGE} bytes"
+            )
+            return
+        if not bucket.take():
+            refused += 1
+            if refused > settings.ws_message_burst:
+                await connection.close(CloseCode.POLICY, "too many messages")
+                return
+            connection.offer_control(encode(ErrorEvent("rate_limited", "slow down")))
+            continue
+        try:
+            if not isinstance(data, str):
+                raise msgspec.DecodeError("binary frames are not accepted")
+            kind = decode_client(data).type
+        except msgspec.ValidationError:
+            connection.offer_control(
+                encode(ErrorEvent("unknown_message", "known messages: ping, resync"))
+            )
+            continue
+        except msgspec.DecodeError:
+            connection.offer_control(encode(ErrorEvent("malformed_message", "send JSON text")))
+            continue
+        connection.offer_control(encode(Pong()) if kind == "ping" else hub.snapshot_frame())
+
+
+async def _expire(connection: LiveConnection) -> None:
+    left = connection.seconds_left()
+    if left is None:
+        await asyncio.Event().wait()
+        return
+    await asyncio.sleep(max(0.0, left))
+    await connection.close(CloseCode.POLICY, "token expired")
+
+
+@websocket("/ws/leaderboard", exclude_from_auth=True)
+async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None:
+    settings: Settings = socket.app.state.settings
+    await socket.accept()
+    try:
+        principal = await _authenticate(socket)
+    except Refusal as refusal:
+        await socket.close(code=refusal.code, reason=refusal.reason)
+        return
+    connection = LiveConnection(
+        socket=socket,
+        user_id=principal.user_id if principal else None,
+        client_ip=socket.client.host if socket.client else "unknown",
+        expires_at=principal.expires_at if principal else None,
+        send_timeout=settings.ws_send_timeout,
+    )
+    try:
+        hub.register(connection)
+    except TooManyConnectionsError as exc:
+        await socket.close(code=CloseCode.TOO_MANY, reason=str(exc))
+        return
+    try:
+        await socket.send_text(
+            encode(ConnectionSuccess(connection.id, connection.user_id, hub.version, hub.entries))
+        )
+        tasks = [
+            asyncio.create_task(connection.run_sender()),
+            asyncio.create_task(_receive(socket, connection, hub, settings)),
+            asyncio.create_task(_expire(connection)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                    await task
+        await connection.close(1000, "bye")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unregister(connection)

@@ -1,0 +1,69 @@
+"""The wire protocol of ``/ws/leaderboard`` (see DESIGN.md, "Live protocol")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum
+from typing import Literal
+
+import msgspec
+
+from scoreboard.leaderboard.schemas import LeaderboardEntry
+
+MAX_CLIENT_MESSAGE = 4096
+
+
+class CloseCode(IntEnum):
+    GOING_AWAY = 1001  # server shutting down: reconnect elsewhere
+    POLICY = 1008  # the token expired, or the client broke the rules
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
+    UNAUTHORIZED = 4401  # missing/invalid token or ticket
+    FORBIDDEN = 4403  # origin not allowed, or a scope is missing
+    TOO_MANY = 4429  # too many connections for this user or address
+
+
+class ConnectionSuccess(msgspec.Struct, rename="camel", tag="connection_success", tag_field="type"):
+    connection_id: str
+    user_id: str | None
+    version: int
+    leaderboard: list[LeaderboardEntry]
+
+
+class LeaderboardUpdate(msgspec.Struct, rename="camel", tag="leaderboard_update", tag_field="type"):
+    version: int
+    leaderboard: list[LeaderboardEntry]
+    updated_at: datetime
+
+
+class ScoreUpdate(msgspec.Struct, rename="camel", tag="score_update", tag_field="type"):
+    user_id: str
+    new_score: int
+    rank: int
+
+
+class ErrorEvent(msgspec.Struct, tag="error", tag_field="type"):
+    code: str
+    message: str
+
+
+class Pong(msgspec.Struct, tag="pong", tag_field="type"):
+    pass
+
+
+class ClientMessage(msgspec.Struct, forbid_unknown_fields=False):
+    type: Literal["ping", "resync"]
+
+
+_decoder = msgspec.json.Decoder(ClientMessage)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(event: msgspec.Struct) -> str:
+    return _encoder.encode(event).decode()
+
+
+def decode_client(text: str) -> ClientMessage:
+    """Raises msgspec.DecodeError (malformed) or msgspec.ValidationError (unknown type)."""
+    return _decoder.decode(text)

@@ -1,0 +1,46 @@
+"""Running the app under uvicorn, with a shutdown that tells live clients to reconnect."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from litestar import Litestar
+
+from scoreboard.config import Settings
+from scoreboard.live.protocol import MAX_CLIENT_MESSAGE, CloseCode
+
+
+class _Server(uvicorn.Server):
+    """uvicorn closes WebSockets with 1012 before the app's own shutdown runs; close ours
+    first with 1001 ("going away"), which every client treats as "reconnect"."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        hub = app.state.get("hub") if isinstance(app, Litestar) else None
+        if hub is not None:
+            await hub.close_all(CloseCode.GOING_AWAY, "server shutting down; reconnect")
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        ws_max_size=MAX_CLIENT_MESSAGE,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        lifespan="on",
+        server_header=False,
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def make_server(app: Litestar, settings: Settings) -> uvicorn.Server:
+    return _Server(uvicorn_config(app, settings))
