@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
@@ -113,3 +116,53 @@ def test_module_entry_point_shows_help(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("serve", "migrate", "token"):
         assert command in result.stdout
+
+
+def test_demo_players_move_the_board(tmp_path: Path) -> None:
+    from tests.helpers import bearer, make_token
+    from tests.server import free_port
+
+    port = free_port()
+    env = {**os.environ, "SCOREBOARD_JWT_SECRET": JWT_SECRET}
+    env = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith("SCOREBOARD_") or k == "SCOREBOARD_JWT_SECRET"
+    }
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scoreboard",
+            "demo",
+            "--players",
+            "6",
+            "--rate",
+            "30",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        entries: list[object] = []
+        while time.monotonic() < deadline and len(entries) < 3:
+            time.sleep(0.5)
+            try:
+                response = httpx.get(
+                    f"http://127.0.0.1:{port}/api/leaderboard",
+                    headers=bearer(make_token("watcher")),
+                )
+                entries = response.json()["leaderboard"]
+            except httpx.TransportError:
+                continue
+        assert len(entries) >= 3, "simulated players did not score"
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/?user=demo-" in output

@@ -79,6 +79,31 @@ def serve(
     make_server(app, settings).run()
 
 
+@cli.command()
+def demo(
+    players: Annotated[int, typer.Option(min=1, max=500, help="Simulated players")] = 20,
+    rate: Annotated[float, typer.Option(min=0.1, max=500, help="Completions per second")] = 4.0,
+    host: Annotated[str | None, typer.Option(help="Bind address [env SCOREBOARD_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env SCOREBOARD_PORT]")] = None,
+) -> None:
+    """Run the service with simulated players; prints the URL of the live page."""
+    from scoreboard.demo import run_demo
+
+    settings = _settings(host=host, port=port)
+    if settings.env != "dev":
+        typer.secho("the demo runs only with SCOREBOARD_ENV=dev", err=True, fg="red")
+        raise typer.Exit(2)
+    configure_logging(settings)
+    try:
+        asyncio.run(_with_engine(settings, _prepare(settings)))
+        asyncio.run(run_demo(settings, players, rate))
+    except (ValueError, OSError, SchemaNotCurrentError, SQLAlchemyError) as exc:
+        typer.secho(f"cannot start: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        pass
+
+
 @cli.command("migrate")
 def migrate_command() -> None:
     """Bring the database schema up to date."""

@@ -212,7 +212,7 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     if isinstance(exc, ValidationException):
         extra["errors"] = _validation_errors(exc)
     if status >= 500:
-        log.error("http_exception", status=status, detail=exc.detail, path=request.url.path)
+        log.error("http_exception", status=status, path=request.url.path, exc_info=exc)
         code, title, detail = "internal_error", "Internal server error", "Internal server error"
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
     return problem_response(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from scoreboard.auth.principal import Principal
 
 TICKET_TTL = 30.0
 
 
+@runtime_checkable
 class WsTicketStore(Protocol):
     async def issue(self, principal: Principal) -> tuple[str, float]: ...
 

@@ -45,12 +45,16 @@ function setText(id, value) {
 
 async function refreshMe() {
   if (!token) return;
-  const response = await fetch("/api/leaderboard/me", { headers: { Authorization: `Bearer ${token}` } });
-  if (!response.ok) return;
-  const me = await response.json();
-  setText("me-name", me.username);
-  setText("me-rank", me.rank ?? "–");
-  setText("me-score", me.score);
+  try {
+    const response = await fetch("/api/leaderboard/me", { headers: { Authorization: `Bearer ${token}` } });
+    if (!response.ok) return;
+    const me = await response.json();
+    setText("me-name", me.username);
+    setText("me-rank", me.rank ?? "–");
+    setText("me-score", me.score);
+  } catch {
+    // The server is away; keep the last values until the client reconnects.
+  }
 }
 
 function scheduleMe() {
@@ -102,7 +106,7 @@ const client = new ScoreboardClient({ getToken });
 client.addEventListener("state", (event) => {
   const { state } = event.detail;
   connection.dataset.state = state;
-  connection.textContent = state === "reconnecting" ? "reconnecting…" : state;
+  connection.textContent = state === "connected" || state === "stopped" ? state : `${state}…`;
   if (state === "connected") scheduleMe();
 });
 client.addEventListener("leaderboard", (event) => {
