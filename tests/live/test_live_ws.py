@@ -256,6 +256,25 @@ def _raw_websocket_that_never_reads(port: int, token: str) -> socket.socket:
     return sock
 
 
+async def test_a_dead_peer_is_dropped_by_protocol_heartbeats(start_server: StartServer) -> None:
+    server = start_server(SCOREBOARD_WS_PING_INTERVAL="0.5", SCOREBOARD_WS_PING_TIMEOUT="1")
+    alive = await open_ws(server, make_token("alive"))  # the library answers pings
+    await next_event(alive, "connection_success")
+    dead = _raw_websocket_that_never_reads(server.port, make_token("dead"))
+    dead.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    async def until_eof() -> None:
+        while await loop.sock_recv(dead, 65536):  # reads the pings, never answers them
+            pass
+
+    await asyncio.wait_for(until_eof(), 15)
+    dead.close()
+    await alive.send(json.dumps({"type": "ping"}))
+    assert await next_event(alive, "pong") == {"type": "pong"}
+    await alive.close()
+
+
 async def test_shutdown_closes_sockets_with_1001(start_server: StartServer) -> None:
     server = start_server()
     ws = await open_ws(server, make_token("last"))
