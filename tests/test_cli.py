@@ -166,3 +166,27 @@ def test_demo_players_move_the_board(tmp_path: Path) -> None:
         demo.send_signal(signal.SIGINT)
         output, _ = demo.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/?user=demo-" in output
+
+
+async def test_dev_token_exists_only_with_the_generated_dev_secret(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from scoreboard.app import create_app
+    from tests.helpers import make_settings
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'db'}"
+    generated = make_settings(database, tmp_path, jwt_secret=None)
+    async with AsyncTestClient(app=create_app(generated)) as client:
+        response = await client.get("/dev/token", params={"user": "alice"})
+        assert response.status_code == 200
+        token = response.json()["token"]
+        me = await client.get("/api/leaderboard/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.json()["userId"] == "alice"
+        write = await client.post("/api/actions", headers={"Authorization": f"Bearer {token}"})
+        assert write.status_code == 403  # read-only
+    configured = make_settings(database, tmp_path)
+    async with AsyncTestClient(app=create_app(configured)) as client:
+        assert (await client.get("/dev/token", params={"user": "alice"})).status_code == 404
+    production = make_settings(database, tmp_path, env="production")
+    async with AsyncTestClient(app=create_app(production)) as client:
+        assert (await client.get("/dev/token", params={"user": "alice"})).status_code == 404

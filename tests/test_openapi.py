@@ -58,4 +58,4 @@ async def test_probes_need_no_token(client: AsyncTestClient) -> None:  # type: i
     ).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "database": "ok"}
+    assert ready.json() == {"status": "ok", "database": "ok", "writer": "ok"}

@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 scores=ScoreService(signer, repository, ranking, broadcaster, settings.clock_skew),
                 leaderboard=leaderboard,
                 hub=hub,
+                repository=repository,
                 ws_tickets=MemoryWsTicketStore(),
             )
             log.info("ready", users=len(users), database=engine.dialect.name)
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "leaderboard": _from_state("leaderboard"),
             "engine": _from_state("engine"),
             "hub": _from_state("hub"),
+            "repository": _from_state("repository"),
             "ws_tickets": _from_state("ws_tickets"),
         },
         middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/static"])],

@@ -1,4 +1,4 @@
-"""The `scoreboard` command: serve, migrate, token."""
+"""The `scoreboard` command: serve, demo, migrate, token."""
 
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     public_read: bool = False
     allowed_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(default_factory=list)
     broadcast_interval: float = Field(default=0.1, ge=0.01, le=10)
     live_top_n: int = Field(default=10, ge=1, le=100)
     ws_max_per_user: int = Field(default=10, ge=1)

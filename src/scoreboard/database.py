@@ -9,9 +9,25 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# SQLSTATE classes that mean "the server cannot serve now", not "your statement is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown).
+_UNAVAILABLE_SQLSTATE = ("08", "53", "57")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Is this failure the database being away (503), rather than a bug (500)?"""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        return exc.connection_invalidated or sqlstate[:2] in _UNAVAILABLE_SQLSTATE
+    return False
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -22,11 +38,12 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             pool_size=pool_size,
             pool_pre_ping=True,
             pool_timeout=5,
+            hide_parameters=True,  # logs must not carry user ids, names or IPs
             connect_args={"timeout": 5, "command_timeout": 15},
         )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
     _make_sqlite_transactional(engine)
     return engine
 
@@ -45,7 +62,7 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
             "journal_mode=WAL",
             "synchronous=FULL",
             "foreign_keys=ON",
-            "busy_timeout=30000",
+            "busy_timeout=5000",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -54,6 +71,17 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("sqlite_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if is_unavailable(exc):
+            return False
+        raise
+    return True
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -95,10 +95,6 @@ class UnsupportedMediaType(ScoreboardError):
     status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
-class NotFound(ScoreboardError):
-    status, code, title = 404, "not_found", "Not found"
-
-
 class ServiceUnavailable(ScoreboardError):
     status, code, title = 503, "service_unavailable", "The service is temporarily unavailable"
 

@@ -6,15 +6,16 @@ import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scoreboard.scores.repository import UNAVAILABLE
+from scoreboard.database import ping
+from scoreboard.scores.repository import ScoreRepository
 
 
 class Health(msgspec.Struct):
     status: str
     database: str = "ok"
+    writer: str = "ok"
 
 
 @get(
@@ -30,16 +31,21 @@ async def healthz() -> Health:
 
 @get(
     "/readyz",
-    summary="Dependencies are reachable",
+    summary="Ready for traffic: the database answers and the score writer runs",
     tags=["health"],
     security=[{}],
     exclude_from_auth=True,
-    responses={503: ResponseSpec(data_container=Health, description="A dependency is down")},
+    responses={503: ResponseSpec(data_container=Health, description="Not ready, and why")},
 )
-async def readyz(engine: NamedDependency[AsyncEngine]) -> Response[Health]:
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except UNAVAILABLE:
-        return Response(Health(status="degraded", database="unavailable"), status_code=503)
-    return Response(Health(status="ok"))
+async def readyz(
+    engine: NamedDependency[AsyncEngine], repository: NamedDependency[ScoreRepository]
+) -> Response[Health]:
+    health = Health(
+        status="ok",
+        database="ok" if await ping(engine) else "unavailable",
+        writer="ok" if repository.is_running else "stopped",
+    )
+    if health.database != "ok" or health.writer != "ok":
+        health.status = "degraded"
+        return Response(health, status_code=503)
+    return Response(health)

@@ -34,6 +34,10 @@ def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
         ws_max_size=MAX_CLIENT_MESSAGE,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
+        # X-Forwarded-For counts only from the proxies named here; otherwise a client could
+        # pick its own address for limits and the audit trail.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         lifespan="on",
         server_header=False,
         access_log=False,

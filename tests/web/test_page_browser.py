@@ -161,8 +161,8 @@ def test_live_page_shows_top10_live_and_reconnects_after_restart(
             expected = api.top10()
             assert [row[0] for row in expected] == seeded[:10]
 
-            # b. The page gets its own dev token for ?user=alice and shows the top 10 in order.
-            page.goto(f"{server.url}/?user=alice")
+            # b. The integrator hands the page alice's token (#token=); it shows the top 10.
+            page.goto(f"{server.url}/#token={make_token('alice', username='name-alice')}")
             expect_state(page, "connected", LIVE_MS)
             wait_for_board(page, expected)
             expect(page.locator("#me-rank")).to_have_text("5", timeout=LIVE_MS)

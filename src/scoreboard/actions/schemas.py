@@ -5,7 +5,10 @@ from typing import Annotated
 
 import msgspec
 
-UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=36, pattern=r"^[^\s\x00-\x1f]+$")]
+UserId = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=36, description="1-36 printable characters, no spaces"),
+]
 TypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from scoreboard.actions.catalog import Catalog
 from scoreboard.actions.tickets import Ticket, TicketSigner
 from scoreboard.auth.principal import Principal, Scope
-from scoreboard.errors import InsufficientScope
+from scoreboard.auth.tokens import valid_user_id
+from scoreboard.errors import InsufficientScope, ValidationFailed
 
 
 class ActionService:
@@ -18,6 +19,8 @@ class ActionService:
     def issue(
         self, principal: Principal, action_type: str | None, for_user: str | None
     ) -> tuple[str, Ticket]:
+        if for_user is not None and not valid_user_id(for_user):
+            raise ValidationFailed("userId must be 1 to 36 printable characters, no spaces")
         if for_user is not None and for_user != principal.user_id:
             if not principal.has(Scope.ISSUE):
                 raise InsufficientScope(Scope.ISSUE.value)

@@ -153,13 +153,20 @@ class TokenVerifier:
         return principal_from_claims(claims)
 
 
+def _printable(value: object) -> str:
+    """A display name fit to store and show: no control characters, trimmed."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(c for c in value if c.isprintable()).strip()
+
+
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub = claims.get("sub")
     if not valid_user_id(sub):
         raise InvalidToken(f"'sub' must be 1 to {MAX_USER_ID} printable characters, no spaces")
     assert isinstance(sub, str)
-    names = (claims.get("preferred_username"), claims.get("name"))
-    username = next((n.strip() for n in names if isinstance(n, str) and n.strip()), sub)
+    names = (_printable(claims.get("preferred_username")), _printable(claims.get("name")))
+    username = next((n for n in names if n), sub)
     raw_scope = claims.get("scope", "")
     scopes = raw_scope.split() if isinstance(raw_scope, str) else []
     exp = claims["exp"]

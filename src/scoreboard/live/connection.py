@@ -82,9 +82,5 @@ class LiveConnection:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=code, reason=reason), 2)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def seconds_left(self) -> float | None:
         return None if self.expires_at is None else self.expires_at - time.time()

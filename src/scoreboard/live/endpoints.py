@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ AnySocket = WebSocket[Any, Any, Any]
 
 class WsTicketResponse(msgspec.Struct, rename="camel"):
     ticket: str
-    expires_at: float
+    expires_at: datetime
 
 
 @post(
@@ -54,11 +55,8 @@ class WsTicketResponse(msgspec.Struct, rename="camel"):
 async def issue_ws_ticket(
     request: ApiRequest, ws_tickets: NamedDependency[WsTicketStore]
 ) -> WsTicketResponse:
-    try:
-        ticket, expires_at = await ws_tickets.issue(current_principal(request))
-    except OverflowError as exc:
-        raise ServiceUnavailable(str(exc)) from exc
-    return WsTicketResponse(ticket=ticket, expires_at=expires_at)
+    ticket, expires_at = await ws_tickets.issue(current_principal(request))
+    return WsTicketResponse(ticket=ticket, expires_at=datetime.fromtimestamp(expires_at, UTC))
 
 
 class Refusal(Exception):
@@ -100,6 +98,8 @@ async def _authenticate(socket: AnySocket) -> Principal | None:
             raise InvalidToken("send 'Authorization: Bearer <token>' or '?ticket=<ticket>'")
     except InvalidToken as exc:
         raise Refusal(CloseCode.UNAUTHORIZED, exc.detail) from exc
+    except ServiceUnavailable as exc:
+        raise Refusal(CloseCode.TRY_AGAIN, exc.detail) from exc
     if not principal.has(Scope.READ):
         raise Refusal(CloseCode.FORBIDDEN, f"the token needs the '{Scope.READ.value}' scope")
     return principal
@@ -208,7 +208,7 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                     await task
         await connection.close(1000, "bye")
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, OSError):  # the client left before we were done
         pass
     finally:
         hub.unregister(connection)

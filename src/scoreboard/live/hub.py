@@ -71,7 +71,7 @@ class Hub:
 
     def register(self, connection: LiveConnection) -> None:
         user = connection.user_id
-        if user is not None and len(self._by_user[user]) >= self._max_per_user:
+        if user is not None and len(self._by_user.get(user, ())) >= self._max_per_user:
             raise TooManyConnectionsError(f"at most {self._max_per_user} connections per user")
         if self._per_ip[connection.client_ip] >= self._max_per_ip:
             raise TooManyConnectionsError(f"at most {self._max_per_ip} connections per address")

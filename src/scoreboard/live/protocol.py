@@ -17,7 +17,6 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001  # server shutting down: reconnect elsewhere
     POLICY = 1008  # the token expired, or the client broke the rules
     TOO_BIG = 1009
-    INTERNAL = 1011
     TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
     UNAUTHORIZED = 4401  # missing/invalid token or ticket
     FORBIDDEN = 4403  # origin not allowed, or a scope is missing
@@ -52,7 +51,7 @@ class Pong(msgspec.Struct, tag="pong", tag_field="type"):
     pass
 
 
-class ClientMessage(msgspec.Struct, forbid_unknown_fields=False):
+class ClientMessage(msgspec.Struct):
     type: Literal["ping", "resync"]
 
 

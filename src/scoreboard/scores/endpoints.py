@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+
 from litestar import post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -9,6 +11,14 @@ from scoreboard.auth.principal import Scope
 from scoreboard.errors import problem_responses
 from scoreboard.scores.schemas import ScoreUpdateRequest, ScoreUpdateResponse
 from scoreboard.scores.service import ScoreService
+
+
+def _ip(host: str) -> str | None:
+    """Only a real address goes into the audit row (a proxy header could carry anything)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 @post(
@@ -28,7 +38,7 @@ async def update_score(
     data: JSONBody[ScoreUpdateRequest], request: ApiRequest, scores: NamedDependency[ScoreService]
 ) -> ScoreUpdateResponse:
     principal = current_principal(request)
-    client_ip = request.client.host if request.client else None
+    client_ip = _ip(request.client.host) if request.client else None
     new_score, rank = await scores.complete_action(
         principal, data.action_id, data.completed_at(), client_ip
     )

@@ -24,16 +24,14 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scoreboard.database import is_unavailable
 from scoreboard.errors import ActionAlreadyUsed, ScoreboardError, ServiceUnavailable
 from scoreboard.scores.models import Recorded, ScoreChange, UserScore
 from scoreboard.tables import score_updates, user_scores
 
 log = structlog.get_logger("scoreboard.scores")
-UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError)
 Outcome = Recorded | BaseException
 Pending = tuple[ScoreChange, "asyncio.Future[Recorded]"]
 
@@ -57,7 +55,8 @@ class ScoreRepository:
     def __init__(self, engine: AsyncEngine, *, max_batch: int = 256) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()  # None: stop
+        # Bounded: under overload callers get a quick 503 instead of an ever longer wait.
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(maxsize=max_batch * 8)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         # Built once: executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends
@@ -85,37 +84,54 @@ class ScoreRepository:
         """Refuse new work, finish what is queued, then stop the writer."""
         self._closing = True
         if self._task and not self._task.done():
-            self._queue.put_nowait(None)
+            await self._queue.put(None)
             await self._task
 
+    @property
+    def is_running(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._closing
+
     async def record(self, change: ScoreChange) -> Recorded:
-        if self._closing or self._task is None or self._task.done():
+        if not self.is_running:
             raise ServiceUnavailable("the service is shutting down")
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((change, future))
+        try:
+            self._queue.put_nowait((change, future))
+        except asyncio.QueueFull:
+            raise ServiceUnavailable("too many score updates are waiting; retry") from None
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = await self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                item = self._queue.get_nowait()
+        batch: list[Pending] = []
+        try:
+            while True:
+                item = await self._queue.get()
                 if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            outcomes = await self._commit_batch([change for change, _ in batch])
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                    return
+                batch = [item]
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is None:
+                        self._queue.put_nowait(None)  # stop after this batch
+                        break
+                    batch.append(item)
+                outcomes = await self._commit_batch([change for change, _ in batch])
+                _settle(batch, outcomes)
+                if any(isinstance(o, ServiceUnavailable) for o in outcomes):
+                    self._fail_waiting()  # fail fast: do not make every queued batch time out
+                batch = []
+        finally:
+            # Whatever stops the writer, nobody may wait forever for an answer.
+            _settle(batch, [ServiceUnavailable("the score writer stopped") for _ in batch])
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                self._queue.put_nowait(None)
+                return
+            _settle([item], [ServiceUnavailable("the score database is unavailable")])
 
     async def _commit_batch(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
         try:
@@ -123,12 +139,15 @@ class ScoreRepository:
                 conn = await conn.execution_options(sqlite_write=True)
                 async with conn.begin():
                     return await self._write(conn, changes)
-        except UNAVAILABLE as exc:
-            log.warning("score_write_unavailable", error=str(exc), batch=len(changes))
-            return [ServiceUnavailable("the score database is unavailable") for _ in changes]
-        except Exception:
-            log.exception("score_write_failed", batch=len(changes))
-            return [ScoreboardError("the score could not be saved") for _ in changes]
+        except Exception as exc:
+            if is_unavailable(exc):
+                log.warning("score_write_unavailable", error=type(exc).__name__, batch=len(changes))
+                return [ServiceUnavailable("the score database is unavailable") for _ in changes]
+            if len(changes) > 1:
+                # One bad change must not sink the others: commit each on its own.
+                return [(await self._commit_batch([change]))[0] for change in changes]
+            log.exception("score_write_failed", user=changes[0].user_id)
+            return [ScoreboardError("the score could not be saved")]
 
     async def _write(self, conn: AsyncConnection, changes: Sequence[ScoreChange]) -> list[Outcome]:
         now = datetime.now(UTC)
@@ -172,11 +191,15 @@ class ScoreRepository:
             result = await conn.stream(select(user_scores))
             return [_user_score(row) async for row in result]
 
-    async def get(self, user_id: str) -> UserScore | None:
-        async with self._engine.connect() as conn:
-            query = select(user_scores).where(user_scores.c.user_id == user_id)
-            row = (await conn.execute(query)).first()
-            return _user_score(row) if row else None
+
+def _settle(batch: Sequence[Pending], outcomes: Sequence[Outcome]) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 def _outcomes(

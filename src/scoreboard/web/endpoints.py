@@ -13,8 +13,9 @@ from litestar.static_files import create_static_files_router
 
 from scoreboard.auth.guards import ApiRequest
 from scoreboard.auth.principal import Scope
-from scoreboard.auth.tokens import MAX_USER_ID, mint_token
+from scoreboard.auth.tokens import MAX_USER_ID, mint_token, valid_user_id
 from scoreboard.config import Settings
+from scoreboard.errors import ValidationFailed
 from scoreboard.keys import KeyMaterial
 
 STATIC = Path(__file__).parent / "static"
@@ -42,9 +43,11 @@ class DevToken(msgspec.Struct):
 @get("/dev/token", include_in_schema=False, exclude_from_auth=True)
 async def dev_token(
     request: ApiRequest,
-    user: Annotated[str, Parameter(min_length=1, max_length=MAX_USER_ID, pattern=r"^[\w.-]+$")],
+    user: Annotated[str, Parameter(min_length=1, max_length=MAX_USER_ID)],
 ) -> DevToken:
     """Development only: a read-only token so the page works with no identity provider."""
+    if not valid_user_id(user):
+        raise ValidationFailed("user must be 1 to 36 printable characters, no spaces")
     keys: KeyMaterial = request.app.state["key_material"]
     settings: Settings = request.app.state.settings
     token = mint_token(keys, settings, user, username=user, scopes=[Scope.READ.value], ttl=3600)
@@ -58,6 +61,7 @@ def web_handlers(settings: Settings, keys: KeyMaterial) -> list[BaseRouteHandler
             path="/static", directories=[STATIC], include_in_schema=False, send_as_attachment=False
         ),
     ]
-    if settings.env == "dev" and keys.jwt_secret is not None:
+    # Only with the generated dev secret: a configured secret means real users' tokens.
+    if settings.env == "dev" and settings.jwt_secret is None and keys.jwt_secret is not None:
         handlers.append(dev_token)
     return handlers

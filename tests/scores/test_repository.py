@@ -1,0 +1,121 @@
+"""The group-commit writer under failure: isolation, back-pressure, and no hung callers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from scoreboard.database import create_engine, is_unavailable, migrate
+from scoreboard.errors import ScoreboardError, ServiceUnavailable
+from scoreboard.scores.models import Recorded, ScoreChange
+from scoreboard.scores.repository import ScoreRepository
+
+
+def change(user: str, points: int = 10) -> ScoreChange:
+    return ScoreChange(
+        user_id=user,
+        username=user,
+        action_id=str(uuid.uuid4()),
+        action_type="test",
+        points=points,
+        timestamp=datetime.now(UTC),
+        client_ip="127.0.0.1",
+    )
+
+
+@pytest.fixture
+async def repository(database_url: str) -> AsyncIterator[ScoreRepository]:
+    engine = create_engine(database_url)
+    await migrate(engine)
+    repository = ScoreRepository(engine, max_batch=8)
+    await repository.start()
+    yield repository
+    await repository.stop()
+    await engine.dispose()
+
+
+async def test_one_bad_change_does_not_sink_its_batch(repository: ScoreRepository) -> None:
+    # A negative first score breaks the score >= 0 check: only that change may fail.
+    changes = [change("good-1"), change("bad", points=-5), change("good-2"), change("good-3")]
+    outcomes = await asyncio.gather(
+        *(repository.record(c) for c in changes), return_exceptions=True
+    )
+    assert [type(o) for o in outcomes] == [Recorded, ScoreboardError, Recorded, Recorded]
+    assert {u.user_id: u.score for u in await repository.load_all()} == {
+        "good-1": 10,
+        "good-2": 10,
+        "good-3": 10,
+    }
+
+
+async def sqlite_repository(tmp_path: Path, max_batch: int) -> tuple[ScoreRepository, str]:
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    repository = ScoreRepository(engine, max_batch=max_batch)
+    await repository.start()
+    return repository, str(path)
+
+
+async def test_a_full_queue_answers_503_at_once_and_a_lock_ends_in_503(tmp_path: Path) -> None:
+    repository, path = await sqlite_repository(tmp_path, max_batch=1)  # queue holds 8
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        outcomes = await asyncio.gather(
+            *(repository.record(change(f"u{i}")) for i in range(20)), return_exceptions=True
+        )
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert all(isinstance(o, ServiceUnavailable) for o in outcomes)
+    details = {o.detail for o in outcomes if isinstance(o, ServiceUnavailable)}
+    assert "too many score updates are waiting; retry" in details
+    assert "the score database is unavailable" in details
+    assert isinstance(await repository.record(change("after")), Recorded)  # and it recovers
+    await repository.stop()
+
+
+async def test_callers_never_hang_when_the_writer_dies(tmp_path: Path) -> None:
+    repository, path = await sqlite_repository(tmp_path, max_batch=2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    waiting = [asyncio.create_task(repository.record(change(f"w{i}"))) for i in range(5)]
+    await asyncio.sleep(0.2)
+    assert repository._task is not None
+    repository._task.cancel()  # the writer dies mid-batch
+    outcomes = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert all(isinstance(o, ServiceUnavailable) for o in outcomes)
+    assert not repository.is_running
+    with pytest.raises(ServiceUnavailable):
+        await repository.record(change("late"))
+
+
+class _Orig(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "unavailable"),
+    [("57P03", True), ("08006", True), ("53300", True), ("23505", False), ("22021", False)],
+)
+def test_database_errors_are_classified_by_sqlstate(sqlstate: str, unavailable: bool) -> None:
+    error = DBAPIError("statement", {}, _Orig(sqlstate))
+    assert is_unavailable(error) is unavailable
+
+
+def test_integrity_errors_are_bugs_not_outages() -> None:
+    assert not is_unavailable(IntegrityError("statement", {}, _Orig("23505")))
+    assert is_unavailable(TimeoutError())
+    assert is_unavailable(ConnectionRefusedError())
