@@ -46,12 +46,12 @@ async def test_first_to_reach_a_score_is_listed_first() -> None:
 async def test_a_stale_version_never_overwrites_a_newer_one() -> None:
     ranking = MemoryRanking()
     await ranking.apply([user("a", 30, 3)])
-    revision = ranking.revision
+    revision = await ranking.revision()
     await ranking.apply([user("a", 20, 2)])
     standing = await ranking.rank_of("a")
     assert standing is not None
     assert standing.score == 30
-    assert ranking.revision == revision
+    assert await ranking.revision() == revision
 
 
 async def test_around_gives_neighbours_with_their_ranks() -> None:

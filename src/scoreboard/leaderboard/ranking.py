@@ -36,9 +36,8 @@ class Ranking(Protocol):
     """A ranking kept equal to the committed scores. ``apply`` ignores stale versions, so
     post-commit updates may arrive in any order."""
 
-    @property
-    def revision(self) -> int:
-        """Grows whenever anything in the ranking changes."""
+    async def revision(self) -> int:
+        """Grows whenever anything in the ranking changes (cache key for encoded boards)."""
         ...
 
     async def replace_all(self, users: Iterable[UserScore]) -> None: ...
@@ -67,8 +66,7 @@ class MemoryRanking:
         self._order = SortedList()
         self._revision = 0
 
-    @property
-    def revision(self) -> int:
+    async def revision(self) -> int:
         return self._revision
 
     async def replace_all(self, users: Iterable[UserScore]) -> None:

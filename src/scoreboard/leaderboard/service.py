@@ -30,7 +30,7 @@ class LeaderboardService:
         self._cache: dict[int, tuple[int, EncodedBoard]] = {}
 
     async def top(self, limit: int) -> EncodedBoard:
-        revision = self._ranking.revision
+        revision = await self._ranking.revision()
         cached = self._cache.get(limit)
         if cached and cached[0] == revision:
             return cached[1]
