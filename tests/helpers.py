@@ -21,6 +21,14 @@ from scoreboard.keys import load_keys
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789"
 ACTION_SECRET = "test-action-secret-that-is-long-enough-0123456789"
 ACTIONS_FILE = Path(__file__).parent / "actions.toml"
+# Rate limits high enough that only the tests about limits ever meet them.
+RATE_SETTINGS = (
+    "rate_limit_ip",
+    "rate_limit_actions",
+    "rate_limit_updates",
+    "rate_limit_ws_connect",
+)
+GENEROUS = "1000000/minute"
 USER_SCOPES = tuple(scope.value for scope in DEFAULT_USER_SCOPES)
 
 
@@ -33,6 +41,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "jwt_secret": JWT_SECRET,
         "action_secret": ACTION_SECRET,
         "actions_file": ACTIONS_FILE,
+        **{name: GENEROUS for name in RATE_SETTINGS},
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -48,6 +57,7 @@ def settings_env(database_url: str, data_dir: Path, **overrides: str) -> dict[st
         "SCOREBOARD_JWT_SECRET": JWT_SECRET,
         "SCOREBOARD_ACTION_SECRET": ACTION_SECRET,
         "SCOREBOARD_ACTIONS_FILE": str(ACTIONS_FILE),
+        **{f"SCOREBOARD_{name.upper()}": GENEROUS for name in RATE_SETTINGS},
     }
     env.update(overrides)
     return env

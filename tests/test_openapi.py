@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar.handlers import HTTPRouteHandler
@@ -21,7 +22,7 @@ async def test_every_route_is_documented_with_its_methods(client: AsyncTestClien
     paths = (await _schema(client))["paths"]
     documented = {(path, method.upper()) for path, ops in paths.items() for method in ops}
     served = {
-        (route.path, method)
+        (re.sub(r":\w+}", "}", route.path), method)
         for route in client.app.routes
         for handler in getattr(route, "route_handlers", ())
         if isinstance(handler, HTTPRouteHandler) and handler.resolve_include_in_schema()

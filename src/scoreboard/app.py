@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import structlog
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -15,15 +16,21 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from scoreboard import __version__
+from scoreboard.abuse.repository import AbuseRepository
+from scoreboard.abuse.rules import configured_rules
+from scoreboard.abuse.service import AbuseService
 from scoreboard.actions.catalog import load_catalog
 from scoreboard.actions.endpoints import issue_action
 from scoreboard.actions.service import ActionService
 from scoreboard.actions.tickets import TicketSigner
+from scoreboard.admin.endpoints import AdminController
+from scoreboard.admin.service import AdminService
 from scoreboard.auth.guards import BearerAuthMiddleware
 from scoreboard.auth.tokens import TokenVerifier
 from scoreboard.config import Settings
 from scoreboard.database import create_engine, prepare_schema
 from scoreboard.errors import exception_handlers
+from scoreboard.hardening import SecurityHeaders
 from scoreboard.health import healthz, readyz
 from scoreboard.keys import load_keys
 from scoreboard.leaderboard.endpoints import read_leaderboard, read_my_standing
@@ -33,6 +40,7 @@ from scoreboard.live.broadcaster import LocalBroadcaster
 from scoreboard.live.endpoints import issue_ws_ticket, live_leaderboard
 from scoreboard.live.hub import Hub
 from scoreboard.live.tickets import MemoryWsTicketStore
+from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
 from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
@@ -49,17 +57,41 @@ def _from_state(name: str) -> Provide:
     return Provide(provide, sync_to_thread=False)
 
 
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Scoreboard",
+        version=__version__,
+        description="Secure score updates and a live leaderboard.",
+        path="/schema",
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+            }
+        ),
+        security=[{"BearerToken": []}],
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings()
     keys = load_keys(settings)
     catalog = load_catalog(settings.actions_file)
+    rules = configured_rules(settings.abuse_rules)
     signer = TicketSigner(keys)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        engine = create_engine(settings.resolved_database_url)
-        try:
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings.resolved_database_url)
+            stack.push_async_callback(engine.dispose)
             await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
+
+            limiter = RateLimiter(settings.resolved_rate_limit_storage)
+            abuse_repository = AbuseRepository(engine)
+            abuse = AbuseService(rules, limiter, abuse_repository)
+            await abuse.start()
+            stack.push_async_callback(abuse.stop)
+
             repository = ScoreRepository(engine)
             ranking = MemoryRanking()
             users = await repository.load_all()
@@ -75,35 +107,37 @@ def create_app(settings: Settings | None = None) -> Litestar:
             )
             broadcaster.subscribe(hub.on_score)
             await hub.start()
+            stack.push_async_callback(hub.stop)
             await repository.start()
+            stack.push_async_callback(repository.stop)  # stops first: drains the writes
+
+            scores = ScoreService(
+                signer, repository, ranking, broadcaster, abuse, settings.clock_skew
+            )
             app.state.update(
                 engine=engine,
-                scores=ScoreService(signer, repository, ranking, broadcaster, settings.clock_skew),
+                rate_limiter=limiter,
+                abuse=abuse,
+                scores=scores,
+                admin=AdminService(scores, abuse, abuse_repository),
                 leaderboard=leaderboard,
                 hub=hub,
                 repository=repository,
-                ws_tickets=MemoryWsTicketStore(),
+                ws_tickets=MemoryWsTicketStore(max_per_user=settings.ws_max_per_user * 2),
             )
             log.info("ready", users=len(users), database=engine.dialect.name)
-            try:
-                yield
-            finally:
-                await hub.stop()
-                await repository.stop()
-        finally:
-            await engine.dispose()
+            yield
 
-    openapi = OpenAPIConfig(
-        title="Scoreboard",
-        version=__version__,
-        description="Secure score updates and a live leaderboard.",
-        path="/schema",
-        components=Components(
-            security_schemes={
-                "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
-            }
-        ),
-        security=[{"BearerToken": []}],
+    cors = (
+        CORSConfig(
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+            expose_headers=["ETag", "Retry-After", "RateLimit", "RateLimit-Policy"],
+            max_age=600,
+        )
+        if settings.allowed_origins
+        else None
     )
     return Litestar(
         route_handlers=[
@@ -115,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             readyz,
             issue_ws_ticket,
             live_leaderboard,
+            AdminController,
             *web_handlers(settings, keys),
         ],
         lifespan=[lifespan],
@@ -124,20 +159,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "key_material": keys,
                 "token_verifier": TokenVerifier(settings, keys),
                 "actions": ActionService(catalog, signer),
+                "rates": Rates.from_settings(settings),
             }
         ),
         dependencies={
-            "actions": _from_state("actions"),
-            "scores": _from_state("scores"),
-            "leaderboard": _from_state("leaderboard"),
-            "engine": _from_state("engine"),
-            "hub": _from_state("hub"),
-            "repository": _from_state("repository"),
-            "ws_tickets": _from_state("ws_tickets"),
+            name: _from_state(name)
+            for name in (
+                "actions",
+                "scores",
+                "leaderboard",
+                "engine",
+                "hub",
+                "repository",
+                "ws_tickets",
+                "admin",
+            )
         },
-        middleware=[DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/static"])],
+        middleware=[
+            SecurityHeaders(hsts=settings.env == "production"),
+            PerAddressLimit(),
+            DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/static"]),
+        ],
+        cors_config=cors,
         exception_handlers=exception_handlers,
-        openapi_config=openapi,
+        openapi_config=_openapi() if settings.openapi else None,
         request_max_body_size=settings.max_body_size,
         request_class=ScoreboardRequest,
         debug=False,

@@ -9,10 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+import limits
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
+
+
+class RuleSetting(BaseModel):
+    """Overrides for one abuse rule (see scoreboard.abuse.rules)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: int | None = Field(default=None, ge=1)
+    window: float | None = Field(default=None, gt=0)
+    policy: Literal["off", "flag", "block", "suspend"] | None = None
 
 
 class InsecureSettingsError(ValueError):
@@ -59,6 +70,14 @@ class Settings(BaseSettings):
     ws_messages_per_second: float = Field(default=5.0, gt=0)
     ws_message_burst: int = Field(default=20, ge=1)
     max_body_size: int = Field(default=8192, ge=256, le=10_000_000)
+    openapi: bool = True
+    redis_url: str | None = None
+    rate_limit_storage: str | None = None
+    rate_limit_ip: str = "600/minute"
+    rate_limit_actions: str = "120/minute"
+    rate_limit_updates: str = "120/minute"
+    rate_limit_ws_connect: str = "60/minute"
+    abuse_rules: dict[str, RuleSetting] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] | None = None
 
@@ -73,6 +92,17 @@ class Settings(BaseSettings):
                 f"(got {url.split('://', 1)[0]}://...)"
             )
         return url
+
+    @field_validator(
+        "rate_limit_ip", "rate_limit_actions", "rate_limit_updates", "rate_limit_ws_connect"
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a rate such as '100/minute'") from exc
+        return value
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:
@@ -91,6 +121,16 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'scoreboard.db'}"
+
+    @property
+    def resolved_rate_limit_storage(self) -> str:
+        """Where rate-limit and velocity windows live: Redis when configured (shared by all
+        instances), else this process's memory."""
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        if self.redis_url:
+            return "async+" + self.redis_url
+        return "memory://"
 
     @property
     def is_sqlite(self) -> bool:

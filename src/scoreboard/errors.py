@@ -87,12 +87,20 @@ class TimestampOutOfWindow(ScoreboardError):
     status, code, title = 422, "timestamp_out_of_window", "The timestamp is outside the window"
 
 
+class ScoreWouldBeNegative(ScoreboardError):
+    status, code, title = 422, "score_would_be_negative", "A score cannot go below zero"
+
+
 class ValidationFailed(ScoreboardError):
     status, code, title = 400, "validation_error", "The request is not valid"
 
 
 class UnsupportedMediaType(ScoreboardError):
     status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class NotFound(ScoreboardError):
+    status, code, title = 404, "not_found", "Not found"
 
 
 class ServiceUnavailable(ScoreboardError):
@@ -128,13 +136,14 @@ class Problem(msgspec.Struct):
 _DESCRIPTIONS = {
     400: "validation_error: the body or a parameter is not valid",
     401: "invalid_token: no valid bearer token",
-    403: "insufficient_scope or action_not_owned",
+    403: "insufficient_scope, action_not_owned or user_suspended",
     404: "not_found",
     409: "action_already_used: the ticket was already completed",
     413: "payload_too_large",
     415: "unsupported_media_type: send application/json",
-    422: "invalid_action, unknown_action_type, action_expired, action_not_ready or "
-    "timestamp_out_of_window",
+    422: "invalid_action, unknown_action_type, action_expired, action_not_ready, "
+    "timestamp_out_of_window or score_would_be_negative",
+    429: "rate_limited or velocity_exceeded: retry after Retry-After seconds",
     503: "service_unavailable: retry after Retry-After seconds",
 }
 

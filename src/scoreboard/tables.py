@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
 )
 
@@ -92,3 +93,42 @@ score_updates = Table(
     Column("client_ip", String(45), nullable=True),
 )
 Index("ix_score_updates_user_recorded", score_updates.c.user_id, score_updates.c.recorded_at)
+
+abuse_flags = Table(
+    "abuse_flags",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), nullable=True),
+    Column("client_ip", String(45), nullable=True),
+    Column("rule", String(64), nullable=False),
+    Column("policy", String(16), nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("resolved_by", String(36), nullable=True),
+    Column("resolution", Text, nullable=True),
+)
+Index("ix_abuse_flags_user_id_created_at", abuse_flags.c.user_id, abuse_flags.c.created_at)
+Index("ix_abuse_flags_resolved_at", abuse_flags.c.resolved_at)
+
+suspensions = Table(
+    "suspensions",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("suspended_by", String(64), nullable=False),  # an admin id, or "rule:<name>"
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("admin_id", String(36), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target_user_id", String(36), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("details", Text, nullable=False),  # JSON
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_admin_audit_target_user_id", admin_audit.c.target_user_id)

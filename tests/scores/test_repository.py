@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scoreboard.database import create_engine, is_unavailable, migrate
-from scoreboard.errors import ScoreboardError, ServiceUnavailable
+from scoreboard.errors import ScoreWouldBeNegative, ServiceUnavailable
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
 
@@ -47,7 +47,7 @@ async def test_one_bad_change_does_not_sink_its_batch(repository: ScoreRepositor
     outcomes = await asyncio.gather(
         *(repository.record(c) for c in changes), return_exceptions=True
     )
-    assert [type(o) for o in outcomes] == [Recorded, ScoreboardError, Recorded, Recorded]
+    assert [type(o) for o in outcomes] == [Recorded, ScoreWouldBeNegative, Recorded, Recorded]
     assert {u.user_id: u.score for u in await repository.load_all()} == {
         "good-1": 10,
         "good-2": 10,

@@ -8,6 +8,7 @@ from scoreboard.actions.schemas import ActionTicketResponse, IssueActionRequest
 from scoreboard.actions.service import ActionService
 from scoreboard.auth.guards import ApiRequest, current_principal
 from scoreboard.errors import problem_responses
+from scoreboard.ratelimit import per_user
 
 
 @post(
@@ -20,7 +21,8 @@ from scoreboard.errors import problem_responses
         "for oneself, or `actions:issue` to issue for another `userId`. Writes nothing."
     ),
     tags=["actions"],
-    responses=problem_responses(400, 401, 403, 413, 415, 422),
+    guards=[per_user(lambda rates: rates.actions_per_user)],
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 429),
 )
 async def issue_action(
     request: ApiRequest,

@@ -34,11 +34,17 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        token = bearer_token(connection)
-        if token is None:
-            return AuthenticationResult(user=None, auth=None)
-        verifier: TokenVerifier = connection.app.state.token_verifier
-        return AuthenticationResult(user=await verifier.verify(token), auth=token)
+        try:
+            token = bearer_token(connection)
+            if token is None:
+                return AuthenticationResult(user=None, auth=None)
+            verifier: TokenVerifier = connection.app.state.token_verifier
+            return AuthenticationResult(user=await verifier.verify(token), auth=token)
+        except InvalidToken as refusal:
+            ip = connection.client.host if connection.client else None
+            evidence = {"detail": refusal.detail, "path": connection.url.path}
+            await connection.app.state.abuse.observe("auth_failures", None, ip, evidence)
+            raise
 
 
 def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

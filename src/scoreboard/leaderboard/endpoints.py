@@ -5,7 +5,7 @@ from typing import Annotated
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from scoreboard.auth.guards import ApiRequest, can_read, current_principal, requires
 from scoreboard.auth.principal import Scope
@@ -41,7 +41,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 async def read_leaderboard(
     request: ApiRequest,
     leaderboard: NamedDependency[LeaderboardService],
-    limit: Annotated[int, Parameter(ge=1, le=MAX_LIMIT, description="How many entries")] = 10,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="How many entries")] = 10,
 ) -> Response[bytes]:
     board = await leaderboard.top(limit)
     headers = {"ETag": board.etag, "Cache-Control": "no-cache"}

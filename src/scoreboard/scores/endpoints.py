@@ -9,6 +9,7 @@ from litestar.params import JSONBody
 from scoreboard.auth.guards import ApiRequest, current_principal, requires
 from scoreboard.auth.principal import Scope
 from scoreboard.errors import problem_responses
+from scoreboard.ratelimit import per_user
 from scoreboard.scores.schemas import ScoreUpdateRequest, ScoreUpdateResponse
 from scoreboard.scores.service import ScoreService
 
@@ -24,7 +25,7 @@ def _ip(host: str) -> str | None:
 @post(
     "/api/scores/update",
     status_code=200,
-    guards=[requires(Scope.WRITE)],
+    guards=[requires(Scope.WRITE), per_user(lambda rates: rates.updates_per_user)],
     summary="Complete an action and add its points",
     description=(
         "Consumes an action ticket exactly once. The points are the ticket's; the timestamp "
@@ -32,7 +33,7 @@ def _ip(host: str) -> str | None:
         "Acknowledged only after the update is durable."
     ),
     tags=["scores"],
-    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
 )
 async def update_score(
     data: JSONBody[ScoreUpdateRequest], request: ApiRequest, scores: NamedDependency[ScoreService]

@@ -24,10 +24,16 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scoreboard.database import is_unavailable
-from scoreboard.errors import ActionAlreadyUsed, ScoreboardError, ServiceUnavailable
+from scoreboard.errors import (
+    ActionAlreadyUsed,
+    ScoreboardError,
+    ScoreWouldBeNegative,
+    ServiceUnavailable,
+)
 from scoreboard.scores.models import Recorded, ScoreChange, UserScore
 from scoreboard.tables import score_updates, user_scores
 
@@ -146,6 +152,8 @@ class ScoreRepository:
             if len(changes) > 1:
                 # One bad change must not sink the others: commit each on its own.
                 return [(await self._commit_batch([change]))[0] for change in changes]
+            if isinstance(exc, IntegrityError):  # only a negative score can break a rule
+                return [ScoreWouldBeNegative("a score cannot go below zero")]
             log.exception("score_write_failed", user=changes[0].user_id)
             return [ScoreboardError("the score could not be saved")]
 

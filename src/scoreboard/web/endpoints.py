@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Response, get
 from litestar.handlers import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.static_files import create_static_files_router
 
 from scoreboard.auth.guards import ApiRequest
@@ -43,7 +43,7 @@ class DevToken(msgspec.Struct):
 @get("/dev/token", include_in_schema=False, exclude_from_auth=True)
 async def dev_token(
     request: ApiRequest,
-    user: Annotated[str, Parameter(min_length=1, max_length=MAX_USER_ID)],
+    user: Annotated[str, QueryParameter(min_length=1, max_length=MAX_USER_ID)],
 ) -> DevToken:
     """Development only: a read-only token so the page works with no identity provider."""
     if not valid_user_id(user):

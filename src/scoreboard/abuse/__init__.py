@@ -1,0 +1,1 @@
+"""Anti-abuse: velocity rules over sliding windows, flags, and suspensions."""

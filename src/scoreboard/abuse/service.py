@@ -1,0 +1,153 @@
+"""Velocity checks before a score is written, observations of refused attempts, flags and
+suspensions. Counters live in the rate limiter's storage (memory, or Redis for many
+instances), so the windows hold across instances too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import limits
+import structlog
+
+from scoreboard.abuse.repository import AbuseRepository
+from scoreboard.abuse.rules import Policy, Rule
+from scoreboard.errors import ScoreboardError
+from scoreboard.ratelimit import Rate, RateLimiter
+
+log = structlog.get_logger("scoreboard.abuse")
+SUSPENSION_REFRESH = 5.0
+
+
+class UserSuspended(ScoreboardError):
+    status, code, title = 403, "user_suspended", "The user is suspended from scoring"
+
+
+class VelocityExceeded(ScoreboardError):
+    status, code, title = 429, "velocity_exceeded", "Scoring faster than the rules allow"
+
+
+def _evidence(rule: Rule, points: int | None = None) -> dict[str, Any]:
+    extra = {} if points is None else {"points": points}
+    return {**extra, "limit": rule.limit, "windowSeconds": rule.window}
+
+
+def _rate(rule: Rule) -> Rate:
+    return Rate(f"abuse:{rule.name}", limits.RateLimitItemPerSecond(rule.limit, int(rule.window)))
+
+
+class AbuseService:
+    def __init__(
+        self, rules: dict[str, Rule], limiter: RateLimiter, repository: AbuseRepository
+    ) -> None:
+        self._rules = rules
+        self._limiter = limiter
+        self._repository = repository
+        self._suspended: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._suspended = await self._repository.suspended_users()
+        self._task = asyncio.create_task(self._refresh_suspensions(), name="suspensions")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _refresh_suspensions(self) -> None:
+        """Other instances (and admins) change suspensions too: re-read them regularly."""
+        while True:
+            await asyncio.sleep(SUSPENSION_REFRESH)
+            try:
+                self._suspended = await self._repository.suspended_users()
+            except Exception as exc:
+                log.warning("suspensions_not_refreshed", error=type(exc).__name__)
+
+    def is_suspended(self, user_id: str) -> bool:
+        return user_id in self._suspended
+
+    async def check_completion(self, user_id: str, points: int, client_ip: str | None) -> None:
+        """Before a score is written: refuse suspended users, and scoring that would break a
+        blocking velocity rule. Nothing is counted yet: a refused or replayed ticket must
+        not eat into the user's allowance."""
+        if user_id in self._suspended:
+            raise UserSuspended("this user is suspended from scoring; contact an admin")
+        for name, cost in self._velocity(points):
+            rule = self._rules[name]
+            if rule.policy not in (Policy.BLOCK, Policy.SUSPEND):
+                continue
+            if rule.limit == 0 or not await self._limiter.test(_rate(rule), user_id, cost):
+                await self._trip(rule, user_id, client_ip, _evidence(rule, points))
+                raise VelocityExceeded(
+                    f"{rule.description}: more than {rule.limit} in {rule.window:g} s",
+                    headers={"Retry-After": str(int(rule.window))},
+                    extra={"rule": rule.name},
+                )
+
+    async def record_completion(self, user_id: str, points: int, client_ip: str | None) -> None:
+        """After a score was written: count it; a rule it breaks now is flagged."""
+        for name, cost in self._velocity(points):
+            rule = self._rules[name]
+            if rule.policy is Policy.OFF:
+                continue
+            if rule.limit == 0 or not await self._limiter.hit(_rate(rule), user_id, cost):
+                await self._trip(rule, user_id, client_ip, _evidence(rule, points))
+
+    @staticmethod
+    def _velocity(points: int) -> tuple[tuple[str, int], ...]:
+        return (
+            ("points_per_minute", points),
+            ("points_per_hour", points),
+            ("actions_per_minute", 1),
+        )
+
+    async def observe(
+        self, name: str, user_id: str | None, client_ip: str | None, evidence: dict[str, Any]
+    ) -> None:
+        """A refused attempt (replay, forgery, early completion, bad token...): count it, and
+        flag (or suspend) when there are too many."""
+        rule = self._rules[name]
+        if rule.policy is Policy.OFF:
+            return
+        key = user_id or f"ip:{client_ip}"
+        if rule.limit > 0 and await self._limiter.hit(_rate(rule), key):
+            return
+        await self._trip(rule, user_id, client_ip, {**evidence, **_evidence(rule)})
+
+    async def _trip(
+        self, rule: Rule, user_id: str | None, client_ip: str | None, evidence: dict[str, Any]
+    ) -> None:
+        # One flag per rule and user (or address) per window, however often it trips.
+        once = Rate(f"flagged:{rule.name}", limits.RateLimitItemPerSecond(1, int(rule.window)))
+        if await self._limiter.hit(once, user_id or f"ip:{client_ip}"):
+            log.warning(
+                "abuse_flag",
+                rule=rule.name,
+                policy=rule.policy.value,
+                user=user_id,
+                ip=client_ip,
+                evidence=evidence,
+            )
+            try:
+                await self._repository.add_flag(
+                    user_id, client_ip, rule.name, rule.policy.value, evidence
+                )
+            except Exception:
+                log.exception("abuse_flag_not_saved", rule=rule.name, user=user_id)
+        if rule.policy is Policy.SUSPEND and user_id is not None:
+            await self.suspend(
+                user_id, f"rule {rule.name}: {rule.description}", f"rule:{rule.name}"
+            )
+
+    async def suspend(self, user_id: str, reason: str, by: str) -> bool:
+        changed = await self._repository.suspend(user_id, reason, by)
+        self._suspended.add(user_id)
+        return changed
+
+    async def unsuspend(self, user_id: str) -> bool:
+        changed = await self._repository.unsuspend(user_id)
+        self._suspended.discard(user_id)
+        return changed

@@ -1,0 +1,1 @@
+"""The admin API: flags, score history, adjustments, suspensions — each change audited."""

@@ -1,0 +1,143 @@
+"""Rate limits on sliding windows (the `limits` library: memory, or Redis for many instances).
+
+A refused request gets 429 with Retry-After and the IETF draft RateLimit-Policy/RateLimit
+headers. If the storage itself fails (Redis away), requests are let through and a warning is
+logged: losing a limit for a minute is better than refusing every player.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import limits
+import structlog
+from limits.aio.storage import Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from scoreboard.config import Settings
+from scoreboard.errors import ScoreboardError
+
+log = structlog.get_logger("scoreboard.ratelimit")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    name: str
+    item: limits.RateLimitItem
+
+    @classmethod
+    def parse(cls, name: str, text: str) -> Rate:
+        return cls(name, limits.parse(text))
+
+    @property
+    def window(self) -> int:
+        return int(self.item.get_expiry())
+
+
+class RateLimited(ScoreboardError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self, rate: Rate, reset_in: float, remaining: int = 0) -> None:
+        retry = max(1, math.ceil(reset_in))
+        super().__init__(
+            f"at most {rate.item.amount} per {rate.window} s ({rate.name}); retry in {retry} s",
+            headers={
+                "Retry-After": str(retry),
+                "RateLimit-Policy": f'"{rate.name}";q={rate.item.amount};w={rate.window}',
+                "RateLimit": f'"{rate.name}";r={remaining};t={retry}',
+            },
+        )
+
+
+class RateLimiter:
+    def __init__(self, storage_url: str) -> None:
+        # The async flavour of any limits storage URL: memory://, redis://...
+        async_url = storage_url if storage_url.startswith("async+") else "async+" + storage_url
+        storage = storage_from_string(async_url)
+        if not isinstance(storage, Storage):
+            raise ValueError(f"{storage_url} is not an asynchronous rate-limit storage")
+        self._storage = storage
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+
+    async def hit(self, rate: Rate, key: str, cost: int = 1) -> bool:
+        """Count `cost` against the window; False when that exceeds the rate."""
+        try:
+            return await self._limiter.hit(rate.item, rate.name, key, cost=cost)
+        except Exception as exc:  # storage down: fail open, loudly
+            log.warning("rate_limit_storage_failed", rate=rate.name, error=type(exc).__name__)
+            return True
+
+    async def test(self, rate: Rate, key: str, cost: int = 1) -> bool:
+        """Would `cost` more fit in the window? Counts nothing."""
+        try:
+            return await self._limiter.test(rate.item, rate.name, key, cost=cost)
+        except Exception as exc:
+            log.warning("rate_limit_storage_failed", rate=rate.name, error=type(exc).__name__)
+            return True
+
+    async def enforce(self, rate: Rate, key: str, cost: int = 1) -> None:
+        if await self.hit(rate, key, cost):
+            return
+        try:
+            stats = await self._limiter.get_window_stats(rate.item, rate.name, key)
+            reset_in, remaining = stats.reset_time - time.time(), stats.remaining
+        except Exception:
+            reset_in, remaining = float(rate.window), 0
+        raise RateLimited(rate, reset_in, remaining)
+
+    async def reset(self) -> None:
+        await self._storage.reset()
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """The configured rates, by what they protect."""
+
+    per_ip: Rate
+    actions_per_user: Rate
+    updates_per_user: Rate
+    ws_connects_per_ip: Rate
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rates:
+        return cls(
+            per_ip=Rate.parse("ip", settings.rate_limit_ip),
+            actions_per_user=Rate.parse("actions", settings.rate_limit_actions),
+            updates_per_user=Rate.parse("updates", settings.rate_limit_updates),
+            ws_connects_per_ip=Rate.parse("ws-connect", settings.rate_limit_ws_connect),
+        )
+
+
+class PerAddressLimit(ASGIMiddleware):
+    """Every HTTP request counts against its client address (probes excepted)."""
+
+    scopes = (ScopeType.HTTP,)
+    exclude_path_pattern = ("^/healthz$", "^/readyz$")
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        state = scope["litestar_app"].state
+        client = scope.get("client")
+        await state.rate_limiter.enforce(state.rates.per_ip, client[0] if client else "unknown")
+        await next_app(scope, receive, send)
+
+
+def per_user(rate_of: Callable[[Rates], Rate]) -> Callable[..., Awaitable[None]]:
+    """A guard: the authenticated user's requests count against a rate."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        state = connection.app.state
+        user = connection.scope.get("user")
+        if user is not None:
+            await state.rate_limiter.enforce(rate_of(state.rates), user.user_id)
+
+    return guard
