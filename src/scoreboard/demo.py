@@ -22,27 +22,9 @@ from scoreboard.server import make_server
 
 log = structlog.get_logger("scoreboard.demo")
 NAMES = (
-    "Ada",
-    "Grace",
-    "Linus",
-    "Margaret",
-    "Alan",
-    "Barbara",
-    "Dennis",
-    "Frances",
-    "Ken",
-    "Radia",
-    "Edsger",
-    "Hedy",
-    "Tim",
-    "Katherine",
-    "Guido",
-    "Anita",
-    "Donald",
-    "Shafi",
-    "Leslie",
-    "Sophie",
-)
+    "Ada Grace Linus Margaret Alan Barbara Dennis Frances Ken Radia "
+    "Edsger Hedy Tim Katherine Guido Anita Donald Shafi Leslie Sophie"
+).split()
 
 
 async def _play(client: httpx.AsyncClient, token: str, pause: float) -> None:
