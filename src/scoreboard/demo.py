@@ -21,10 +21,28 @@ from scoreboard.keys import load_keys
 from scoreboard.server import make_server
 
 log = structlog.get_logger("scoreboard.demo")
-NAMES = (
-    "Ada Grace Linus Margaret Alan Barbara Dennis Frances Ken Radia "
-    "Edsger Hedy Tim Katherine Guido Anita Donald Shafi Leslie Sophie"
-).split()
+NAMES = [
+    "Ada",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Alan",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "Ken",
+    "Radia",
+    "Edsger",
+    "Hedy",
+    "Tim",
+    "Katherine",
+    "Guido",
+    "Anita",
+    "Donald",
+    "Shafi",
+    "Leslie",
+    "Sophie",
+]
 
 
 async def _play(client: httpx.AsyncClient, token: str, pause: float) -> None:

@@ -282,3 +282,17 @@ async def test_shutdown_closes_sockets_with_1001(start_server: StartServer) -> N
     server.stop(signal.SIGTERM)
     code, _ = await closed_with(ws)
     assert code == 1001
+
+
+async def test_connection_attempts_per_address_are_rate_limited(start_server: StartServer) -> None:
+    server = start_server(SCOREBOARD_RATE_LIMIT_WS_CONNECT="3/minute")
+    token = make_token("flood")
+    for _ in range(3):
+        ws = await open_ws(server, token)
+        await next_event(ws, "connection_success")
+        await ws.close()
+    refused = await open_ws(server, token)
+    code, reason = await closed_with(refused)
+    assert code == 4429
+    assert reason is not None
+    assert reason.startswith("too many connection attempts")

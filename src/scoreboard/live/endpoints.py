@@ -32,6 +32,7 @@ from scoreboard.live.protocol import (
     encode,
 )
 from scoreboard.live.tickets import WsTicketStore
+from scoreboard.ratelimit import RateLimited, RateLimiter
 
 log = structlog.get_logger("scoreboard.live")
 AnySocket = WebSocket[Any, Any, Any]
@@ -81,6 +82,12 @@ async def _authenticate(socket: AnySocket) -> Principal | None:
     settings: Settings = state.settings
     if not _origin_allowed(socket, settings):
         raise Refusal(CloseCode.FORBIDDEN, "origin not allowed")
+    limiter: RateLimiter = state.rate_limiter
+    address = socket.client.host if socket.client else "unknown"
+    try:
+        await limiter.enforce(state.rates.ws_connects_per_ip, address)
+    except RateLimited as exc:
+        raise Refusal(CloseCode.TOO_MANY, "too many connection attempts; " + exc.detail) from exc
     ticket = socket.query_params.get("ticket")
     try:
         token = bearer_token(socket)
