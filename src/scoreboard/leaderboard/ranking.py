@@ -7,6 +7,7 @@ score first (``last_updated``), then user id.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,7 +65,9 @@ class MemoryRanking:
     def __init__(self) -> None:
         self._users: dict[str, UserScore] = {}
         self._order = SortedList()
-        self._revision = 0
+        # From the clock, so revisions (and the live versions made from them) keep growing
+        # across restarts.
+        self._revision = int(time.time() * 1000)
 
     async def revision(self) -> int:
         return self._revision

@@ -42,6 +42,9 @@ class LeaderboardService:
         self._cache[limit] = (revision, board)
         return board
 
+    async def revision(self) -> int:
+        return await self._ranking.revision()
+
     async def top_entries(self, limit: int) -> list[LeaderboardEntry]:
         return [to_entry(e) for e in await self._ranking.top(limit)]
 

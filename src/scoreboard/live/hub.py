@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
@@ -112,12 +111,14 @@ class Hub:
         return LeaderboardUpdate(self.version, self.entries, datetime.now(UTC))
 
     async def _refresh(self) -> bool:
+        # The ranking's revision is shared by every instance (Redis) or starts from the clock
+        # (in-process), so versions agree across instances and keep growing across restarts.
+        revision = await self._leaderboard.revision()
         entries = await self._leaderboard.top_entries(self._top_n)
         entries_json = msgspec.json.encode(entries)
         if entries_json == self._entries_json:
             return False
-        # Versions grow across restarts too: they start from the wall clock in milliseconds.
-        self.version = max(self.version + 1, int(time.time() * 1000))
+        self.version = max(self.version + 1, revision)
         self.entries, self._entries_json = entries, entries_json
         return True
 
