@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,35 @@ from litestar.testing import AsyncTestClient
 
 from scoreboard.app import create_app
 from scoreboard.config import Settings
-from tests.helpers import Api, make_settings
+from tests.helpers import Api, make_settings, settings_env
 from tests.postgres import temporary_database, truncate
+
+pytest_plugins = ["tests.redis_support"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a test's service keeps its data: a database, and Redis in the production shape."""
+
+    name: str
+    database_url: str
+    redis_url: str | None = None
+    redis_prefix: str | None = None
+
+    def settings(self, data_dir: Path, **overrides: object) -> Settings:
+        redis = {"redis_url": self.redis_url, "redis_prefix": self.redis_prefix}
+        return make_settings(
+            self.database_url, data_dir, **(redis if self.redis_url else {}), **overrides
+        )
+
+    def env(self, data_dir: Path, **overrides: str) -> dict[str, str]:
+        env = settings_env(self.database_url, data_dir, **overrides)
+        if self.redis_url and self.redis_prefix:
+            env |= {
+                "SCOREBOARD_REDIS_URL": self.redis_url,
+                "SCOREBOARD_REDIS_PREFIX": self.redis_prefix,
+            }
+        return env
 
 
 @pytest.fixture(scope="session")
@@ -19,19 +47,29 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every API test runs once on the embedded SQLite file and once on PostgreSQL."""
+@pytest.fixture(params=["sqlite", "postgres", "postgres+redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Every API test runs on the embedded SQLite file, on PostgreSQL, and on PostgreSQL
+    with the Redis ranking, fan-out and limits (the production shape)."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'scoreboard.db'}"
+        return Backend("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'scoreboard.db'}")
     url: str = request.getfixturevalue("postgres_url")
     asyncio.run(truncate(url))
-    return url
+    if request.param == "postgres":
+        return Backend("postgres", url)
+    redis_url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    return Backend("postgres+redis", url, redis_url, prefix)
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path)
+def database_url(backend: Backend) -> str:
+    return backend.database_url
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path) -> Settings:
+    return backend.settings(tmp_path)
 
 
 @pytest.fixture

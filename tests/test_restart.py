@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 from httpx import AsyncClient
 
-from tests.helpers import Api, settings_env
+from tests.conftest import Backend
+from tests.helpers import Api
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 
-async def test_restart_keeps_every_score_and_rank(database_url: str, tmp_path: Path) -> None:
-    server = ServerProcess(settings_env(database_url, tmp_path), tmp_path / "server.log").start()
+async def test_restart_keeps_every_score_and_rank(backend: Backend, tmp_path: Path) -> None:
+    database_url = backend.database_url
+    server = ServerProcess(backend.env(tmp_path), tmp_path / "server.log").start()
     try:
         async with AsyncClient(base_url=server.url) as client:
             api = Api(client)

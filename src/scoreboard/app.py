@@ -30,21 +30,19 @@ from scoreboard.auth.tokens import TokenVerifier
 from scoreboard.config import Settings
 from scoreboard.database import create_engine, prepare_schema
 from scoreboard.errors import exception_handlers
-from scoreboard.hardening import SecurityHeaders
+from scoreboard.hardening import security_headers
 from scoreboard.health import healthz, readyz
 from scoreboard.keys import load_keys
 from scoreboard.leaderboard.endpoints import read_leaderboard, read_my_standing
-from scoreboard.leaderboard.ranking import MemoryRanking
 from scoreboard.leaderboard.service import LeaderboardService
-from scoreboard.live.broadcaster import LocalBroadcaster
 from scoreboard.live.endpoints import issue_ws_ticket, live_leaderboard
 from scoreboard.live.hub import Hub
-from scoreboard.live.tickets import MemoryWsTicketStore
 from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
 from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
+from scoreboard.shapes import shared_backends
 from scoreboard.web.endpoints import web_handlers
 
 log = structlog.get_logger("scoreboard")
@@ -93,11 +91,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stack.push_async_callback(abuse.stop)
 
             repository = ScoreRepository(engine)
-            ranking = MemoryRanking()
-            users = await repository.load_all()
-            await ranking.replace_all(users)
+            shared = await stack.enter_async_context(shared_backends(settings, engine, repository))
+            ranking, broadcaster, ws_tickets = shared.ranking, shared.broadcaster, shared.tickets
             leaderboard = LeaderboardService(ranking)
-            broadcaster = LocalBroadcaster()
             hub = Hub(
                 leaderboard,
                 top_n=settings.live_top_n,
@@ -123,9 +119,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 leaderboard=leaderboard,
                 hub=hub,
                 repository=repository,
-                ws_tickets=MemoryWsTicketStore(max_per_user=settings.ws_max_per_user * 2),
+                ws_tickets=ws_tickets,
+                redis=shared.redis,
             )
-            log.info("ready", users=len(users), database=engine.dialect.name)
+            log.info("ready", database=engine.dialect.name, redis=shared.redis is not None)
             yield
 
     cors = (
@@ -176,11 +173,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             )
         },
         middleware=[
-            SecurityHeaders(hsts=settings.env == "production"),
             PerAddressLimit(),
             DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/static"]),
         ],
         cors_config=cors,
+        before_send=[security_headers(hsts=settings.env == "production")],
         exception_handlers=exception_handlers,
         openapi_config=_openapi() if settings.openapi else None,
         request_max_body_size=settings.max_body_size,

@@ -21,8 +21,8 @@ class RuleSetting(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    limit: int | None = Field(default=None, ge=1)
-    window: float | None = Field(default=None, gt=0)
+    limit: int | None = Field(default=None, ge=0)
+    window: int | None = Field(default=None, ge=1, description="seconds")
     policy: Literal["off", "flag", "block", "suspend"] | None = None
 
 
@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     max_body_size: int = Field(default=8192, ge=256, le=10_000_000)
     openapi: bool = True
     redis_url: str | None = None
+    redis_prefix: str = "scoreboard:"
+    cache_sync_interval: float = Field(default=300.0, ge=1)
     rate_limit_storage: str | None = None
     rate_limit_ip: str = "600/minute"
     rate_limit_actions: str = "120/minute"

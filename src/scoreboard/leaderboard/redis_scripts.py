@@ -1,0 +1,115 @@
+"""The Lua half of the Redis ranking: every change and every listing runs as one script, so
+Redis applies it atomically and readers never see the three structures disagree.
+
+Records in the users hash are JSON arrays ``[version, score, last_updated_us, order_member,
+username]``; scripts read only the version (index 1) and the order member (index 4).
+"""
+
+from __future__ import annotations
+
+# Order members are f"{SCORE_CEILING - score:016d}|{last_updated_us:020d}|{user_id}": sorted
+# by bytes they list score descending, then first to reach it, then user id. Scores stay
+# below 2**53 because the board's ZSET scores are doubles, exact only up to there.
+SCORE_CEILING = 2**53
+SCORE_WIDTH = 16
+TIME_WIDTH = 20
+ORDER_ID_OFFSET = SCORE_WIDTH + 1 + TIME_WIDTH + 1
+
+# Shared by the scripts that write. ``upsert`` refuses anything not newer than what is stored,
+# so updates for one user may arrive in any order and from any instance.
+_COMMON = """
+local function upsert(board, order, users, user_id, version, score, member, record)
+  local stored = redis.call('HGET', users, user_id)
+  if stored then
+    local old = cjson.decode(stored)
+    if old[1] >= version then return false end
+    redis.call('ZREM', order, old[4])
+  end
+  redis.call('ZADD', board, score, user_id)
+  redis.call('ZADD', order, 0, member)
+  redis.call('HSET', users, user_id, record)
+  return true
+end
+
+-- The revision never goes back, not even after Redis lost its data: it is at least the
+-- server clock in microseconds, so it can double as a cluster-wide version.
+local function bump(revision)
+  local now = redis.call('TIME')
+  local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  local current = tonumber(redis.call('GET', revision) or '0')
+  return redis.call('INCRBY', revision, math.max(1, now_us - current))
+end
+"""
+
+# KEYS: board, order, users, revision, rebuild lock, rebuild journal
+# ARGV: groups of (user_id, version, score, order_member, record)
+APPLY = (
+    _COMMON
+    + """
+local rebuilding = redis.call('EXISTS', KEYS[5]) == 1
+local changed = 0
+for i = 1, #ARGV, 5 do
+  local user_id = ARGV[i]
+  if upsert(KEYS[1], KEYS[2], KEYS[3], user_id, tonumber(ARGV[i + 1]), ARGV[i + 2],
+            ARGV[i + 3], ARGV[i + 4]) then
+    changed = changed + 1
+    -- A rebuild is loading a snapshot that may predate this change: keep it for the swap.
+    if rebuilding then redis.call('HSET', KEYS[6], user_id, ARGV[i + 4]) end
+  end
+end
+if changed > 0 then bump(KEYS[4]) end
+return changed
+"""
+)
+
+# KEYS: board, order, users, revision, new board, new order, new users, rebuild journal
+SWAP = (
+    _COMMON
+    + """
+local journal = redis.call('HGETALL', KEYS[8])
+for i = 1, #journal, 2 do
+  local record = cjson.decode(journal[i + 1])
+  upsert(KEYS[5], KEYS[6], KEYS[7], journal[i], record[1], record[2], record[4], journal[i + 1])
+end
+redis.call('DEL', KEYS[8])
+for i = 1, 3 do
+  -- UNLINK frees the old structure in the background: RENAME over it would free a million
+  -- members inside this script and stall every other client for a second.
+  redis.call('UNLINK', KEYS[i])
+  if redis.call('EXISTS', KEYS[i + 4]) == 1 then
+    redis.call('RENAME', KEYS[i + 4], KEYS[i])
+    redis.call('PERSIST', KEYS[i])  -- the loading keys expire in case the loader dies
+  end
+end
+return bump(KEYS[4])
+"""
+)
+
+# KEYS: board, order, users
+# ARGV: user_id and span (the neighbourhood of a user), or '' and limit (the top)
+# Returns {first position, users above the first listed, user ids, records}, or false.
+WINDOW = """
+local start, stop
+if ARGV[1] == '' then
+  start, stop = 0, tonumber(ARGV[2]) - 1
+else
+  local stored = redis.call('HGET', KEYS[3], ARGV[1])
+  if not stored then return false end
+  local index = redis.call('ZRANK', KEYS[2], cjson.decode(stored)[4])
+  if not index then return redis.error_reply('ranking cache inconsistent: no order entry') end
+  local span = tonumber(ARGV[2])
+  start, stop = math.max(0, index - span), index + span
+end
+local members = redis.call('ZRANGE', KEYS[2], start, stop)
+if #members == 0 then return {start, 0, {}, {}} end
+local ids = {}
+local records = {}
+for i, member in ipairs(members) do
+  ids[i] = string.sub(member, ID_START)
+  records[i] = redis.call('HGET', KEYS[3], ids[i])
+end
+local first_score = redis.call('ZSCORE', KEYS[1], ids[1])
+if not first_score then return redis.error_reply('ranking cache inconsistent: no score') end
+local above = redis.call('ZCOUNT', KEYS[1], '(' .. first_score, '+inf')
+return {start, above, ids, records}
+""".replace("ID_START", str(ORDER_ID_OFFSET + 1))  # Lua strings count from 1

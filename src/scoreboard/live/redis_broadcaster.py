@@ -1,0 +1,116 @@
+"""Score events over Redis pub/sub, so a change accepted on any instance reaches the live
+clients of every instance.
+
+Each process holds one subscription (not one per socket) in a background task that hands
+every event to every local handler. Redis going away never breaks score updates: events are
+then delivered to this instance's handlers directly, and the subscription comes back by
+itself with capped backoff. Pub/sub is at-most-once: an event published while a subscriber
+is reconnecting is lost to it, which the hub absorbs because every later event refreshes
+the whole board.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from scoreboard.live.broadcaster import Handler, ScoreEvent
+
+log = structlog.get_logger("scoreboard.live")
+FIRST_RETRY = 0.1
+LAST_RETRY = 5.0
+REDIS_DOWN = (RedisError, OSError)
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(ScoreEvent).decode
+
+
+class RedisBroadcaster:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self.channel = f"{prefix}events"
+        self._handlers: list[Handler] = []
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._outage = False
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    async def start(self, wait: float = 2.0) -> None:
+        """Start listening; wait up to ``wait`` seconds for the subscription, so events
+        published right after start-up are heard. Redis being down does not hold it up."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen(), name="redis-score-events")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._subscribed.wait()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def publish(self, event: ScoreEvent) -> None:
+        # During a known outage skip Redis: each attempt would cost the client's retries.
+        if self.subscribed or not self._outage:
+            try:
+                await self._redis.publish(self.channel, _encode(event))
+            except REDIS_DOWN as exc:
+                if not self._outage:
+                    log.warning("score_event_publish_failed", error=str(exc) or type(exc).__name__)
+            else:
+                if self.subscribed:
+                    return  # our own subscription brings it back to the local handlers
+        await self._deliver(event)
+
+    async def _deliver(self, event: ScoreEvent) -> None:
+        for handler in self._handlers:
+            try:
+                await handler(event)
+            except Exception:  # one failing handler must not starve the others
+                log.exception("score_event_handler_failed", user=event.user_id)
+
+    async def _listen(self) -> None:
+        delay = FIRST_RETRY
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    async for message in pubsub.listen():
+                        await self._on_message(message)
+                        delay = FIRST_RETRY
+            except REDIS_DOWN as exc:
+                if not self._outage:
+                    self._outage = True
+                    log.warning("score_events_unavailable", error=str(exc) or type(exc).__name__)
+            finally:
+                self._subscribed.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LAST_RETRY)
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
+        if message["type"] == "subscribe":
+            self._subscribed.set()
+            if self._outage:
+                self._outage = False
+                log.info("score_events_restored")
+        elif message["type"] == "message":
+            try:
+                event = _decode(message["data"])
+            except msgspec.DecodeError:
+                log.warning("score_event_malformed", channel=self.channel)
+                return
+            await self._deliver(event)

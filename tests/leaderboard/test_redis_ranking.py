@@ -1,0 +1,270 @@
+"""The Redis ranking against the same rule as the in-process one, on the real Redis: the
+same behaviours, a property test against MemoryRanking, and what only a shared cache needs
+(atomic rebuilds, one rebuilder at a time, drift detection)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from scoreboard.leaderboard.ranking import MemoryRanking, RankedEntry
+from scoreboard.leaderboard.redis_ranking import RedisRanking
+from tests.leaderboard.test_ranking import brute_force, user
+
+pytest_plugins = ["tests.redis_support"]
+
+
+@pytest.fixture
+def ranking(redis_client: Redis, redis_prefix: str) -> RedisRanking:
+    return RedisRanking(redis_client, redis_prefix)
+
+
+@pytest.fixture
+async def other_client(redis_url: str) -> AsyncIterator[Redis]:
+    """A second connection pool, as another instance would have."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_ties_share_a_rank_and_the_next_rank_skips(ranking: RedisRanking) -> None:
+    await ranking.replace_all(
+        [user("a", 50, 1), user("b", 40, 1, 2), user("c", 40, 1, 1), user("d", 30, 1)]
+    )
+    top = await ranking.top(10)
+    assert [(e.user_id, e.rank) for e in top] == [("a", 1), ("c", 2), ("b", 2), ("d", 4)]
+    assert await ranking.rank_of("b") == RankedEntry("b", "name-b", 40, 2)
+    assert await ranking.top(0) == []
+
+
+async def test_first_to_reach_a_score_is_listed_first(ranking: RedisRanking) -> None:
+    await ranking.apply([user("late", 10, 1, at=5), user("early", 10, 1, at=1)])
+    assert [e.user_id for e in await ranking.top(2)] == ["early", "late"]
+    await ranking.apply([user("late", 20, 2, at=6)])
+    await ranking.apply([user("early", 20, 2, at=7)])
+    assert [e.user_id for e in await ranking.top(2)] == ["late", "early"]
+
+
+async def test_a_stale_version_never_overwrites_a_newer_one(ranking: RedisRanking) -> None:
+    await ranking.apply([user("a", 30, 3)])
+    revision = await ranking.revision()
+    await ranking.apply([user("a", 20, 2)])
+    await ranking.apply([user("a", 99, 3)])  # the same version is not newer either
+    assert await ranking.rank_of("a") == RankedEntry("a", "name-a", 30, 1)
+    assert await ranking.revision() == revision
+    assert await ranking.rank_of("nobody") is None
+
+
+async def test_versions_applied_concurrently_and_out_of_order_settle_on_the_newest(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    elsewhere = RedisRanking(other_client, redis_prefix)  # another instance, same cache
+    updates = [
+        user(f"u{i % 5}", version * 10 + i % 5, version)
+        for version in range(1, 41)
+        for i in range(5)
+    ]
+    random.Random(4).shuffle(updates)
+    await asyncio.gather(
+        *((ranking if i % 2 else elsewhere).apply([update]) for i, update in enumerate(updates))
+    )
+    top = await ranking.top(10)
+    assert [(e.user_id, e.score) for e in top] == [(f"u{i}", 400 + i) for i in range(4, -1, -1)]
+    assert await ranking.find_drift([u for u in updates if u.version == 40]) is None
+
+
+async def test_around_gives_neighbours_with_their_ranks(ranking: RedisRanking) -> None:
+    await ranking.replace_all([user(f"u{i}", 100 - i * 10, 1) for i in range(6)])
+    around = await ranking.around("u3", 2)
+    assert around is not None
+    assert around.me == RankedEntry("u3", "name-u3", 70, 4)
+    assert [e.user_id for e in around.above] == ["u1", "u2"]
+    assert [(e.user_id, e.rank) for e in around.below] == [("u4", 5), ("u5", 6)]
+    assert await ranking.around("nobody", 2) is None
+
+
+async def test_scores_up_to_a_quadrillion_rank_exactly(ranking: RedisRanking) -> None:
+    big = 10**15
+    await ranking.apply([user("a", big, 1), user("b", big - 1, 1), user("c", big, 1, at=1)])
+    assert [(e.user_id, e.score, e.rank) for e in await ranking.top(3)] == [
+        ("a", big, 1),
+        ("c", big, 1),
+        ("b", big - 1, 3),
+    ]
+    with pytest.raises(ValueError, match="outside"):
+        await ranking.apply([user("d", 2**53, 1)])
+
+
+async def test_the_revision_keeps_growing_after_redis_lost_it(
+    ranking: RedisRanking, redis_client: Redis
+) -> None:
+    await ranking.apply([user("a", 1, 1)])
+    before = await ranking.revision()
+    await redis_client.delete(ranking.keys.revision)
+    await ranking.apply([user("a", 2, 2)])
+    assert await ranking.revision() > before
+
+
+batches = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from([f"user{i}" for i in range(10)]),
+            st.integers(min_value=0, max_value=5),  # few distinct scores: many ties
+            st.integers(min_value=0, max_value=3),  # timestamps collide too
+            st.integers(min_value=1, max_value=6),  # versions repeat and go backwards
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    max_size=15,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=batches, limit=st.integers(min_value=1, max_value=12))
+async def test_redis_ranking_equals_memory_ranking_after_any_updates(
+    redis_client: Redis,
+    redis_prefix: str,
+    batches: list[list[tuple[str, int, int, int]]],
+    limit: int,
+) -> None:
+    ranking = RedisRanking(redis_client, f"{redis_prefix}{uuid.uuid4().hex}:")
+    memory = MemoryRanking()
+    for batch in batches:
+        updates = [user(user_id, score, version, at) for user_id, score, at, version in batch]
+        before = (await memory.revision(), await ranking.revision())
+        await memory.apply(updates)
+        await ranking.apply(updates)
+        changed = (await memory.revision() > before[0], await ranking.revision() > before[1])
+        assert changed[0] == changed[1]
+    expected = await memory.top(100)
+    assert expected == brute_force(memory._users)
+    assert await ranking.top(limit) == expected[:limit]
+    for entry in expected:
+        assert await ranking.rank_of(entry.user_id) == entry
+        assert await ranking.around(entry.user_id, 2) == await memory.around(entry.user_id, 2)
+
+
+async def test_readers_see_the_old_board_until_a_rebuild_swaps_in_the_new_one(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    await ranking.replace_all([user(f"old{i}", 1000 + i, 1) for i in range(100)])
+    old_top = await ranking.top(3)
+    fresh = [user(f"new{i}", i, 1) for i in range(20_000)]
+    new_top = [
+        RankedEntry(f"new{i}", f"name-new{i}", i, 20_000 - i) for i in (19_999, 19_998, 19_997)
+    ]
+    reader = RedisRanking(other_client, redis_prefix)
+    rebuild = asyncio.create_task(ranking.replace_all(fresh))
+    reads_during_rebuild = 0
+    while not rebuild.done():
+        assert await reader.top(3) in (old_top, new_top)
+        reads_during_rebuild += 1
+    await rebuild
+    assert reads_during_rebuild > 1
+    assert [e.user_id for e in await reader.top(2)] == ["new19999", "new19998"]
+    assert await reader.rank_of("old0") is None
+    assert await reader.find_drift(fresh) is None
+    assert [key async for key in other_client.scan_iter(f"{redis_prefix}rebuild:*")] == []
+
+
+async def test_a_failed_rebuild_leaves_the_old_board_and_no_leftovers(
+    ranking: RedisRanking, redis_client: Redis, redis_prefix: str
+) -> None:
+    await ranking.replace_all([user("a", 5, 1)])
+    snapshot = [user(f"u{i}", i, 1) for i in range(25_000)] + [user("huge", 2**53, 1)]
+    with pytest.raises(ValueError, match="outside"):
+        await ranking.replace_all(snapshot)
+    assert [e.user_id for e in await ranking.top(5)] == ["a"]
+    assert [key async for key in redis_client.scan_iter(f"{redis_prefix}rebuild:*")] == []
+
+
+async def test_rebuilding_from_nothing_empties_the_board(ranking: RedisRanking) -> None:
+    await ranking.apply([user("a", 5, 1)])
+    await ranking.replace_all([])
+    assert await ranking.top(10) == []
+    assert await ranking.find_drift([]) is None
+
+
+async def test_only_one_instance_holds_the_rebuild_lock(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    elsewhere = RedisRanking(other_client, redis_prefix)
+
+    async def try_rebuild(candidate: RedisRanking) -> bool:
+        async with candidate.rebuild_lock() as acquired:
+            await asyncio.sleep(0.1)
+            return acquired
+
+    assert sorted(await asyncio.gather(try_rebuild(ranking), try_rebuild(elsewhere))) == [
+        False,
+        True,
+    ]
+    async with elsewhere.rebuild_lock() as acquired:
+        assert acquired  # released by whoever held it
+
+
+async def test_an_expired_holder_does_not_release_the_next_holders_lock(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    elsewhere = RedisRanking(other_client, redis_prefix)
+    late = ranking.rebuild_lock(lease_seconds=0.1)
+    assert await late.__aenter__()
+    await asyncio.sleep(0.2)  # its lease runs out
+    async with elsewhere.rebuild_lock() as acquired:
+        assert acquired
+        await late.__aexit__(None, None, None)  # the first holder finishes late
+        async with ranking.rebuild_lock() as acquired_again:
+            assert not acquired_again  # still held by the second holder
+
+
+async def test_a_change_applied_during_a_rebuild_survives_the_older_snapshot(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    elsewhere = RedisRanking(other_client, redis_prefix)
+    async with ranking.rebuild_lock() as acquired:
+        assert acquired
+        snapshot = [user("a", 10, 1), user("b", 20, 1)]  # read from the database now
+        await elsewhere.apply([user("a", 30, 2)])  # committed and applied after the read
+        await ranking.replace_all(snapshot)
+    assert [(e.user_id, e.score) for e in await ranking.top(2)] == [("a", 30), ("b", 20)]
+    # Without the lock nothing is journaled, and the older snapshot wins: why it exists.
+    await elsewhere.apply([user("b", 40, 2)])
+    await ranking.replace_all([user("a", 30, 2), user("b", 20, 1)])
+    assert await ranking.rank_of("b") == RankedEntry("b", "name-b", 20, 2)
+
+
+async def test_drift_is_detected_and_repaired_by_a_rebuild(
+    ranking: RedisRanking, redis_client: Redis
+) -> None:
+    committed = [user(f"u{i}", i * 3, 2) for i in range(50)]
+    await ranking.replace_all(committed)
+    assert await ranking.find_drift(committed) is None
+    await ranking.apply([user("u1", 500, 3)])  # newer than the snapshot: not drift
+    assert await ranking.find_drift(committed) is None
+
+    corruptions: list[tuple[Callable[[], Awaitable[object]], str]] = [
+        (lambda: redis_client.delete(ranking.keys.board), "structures disagree"),
+        (lambda: redis_client.delete(*ranking.keys.structures), "user u0 is missing"),
+        (lambda: redis_client.zadd(ranking.keys.board, {"u7": 999}), "u7 scores 999"),
+        (lambda: redis_client.hdel(ranking.keys.users, "u9"), "structures disagree"),
+        (lambda: ranking.apply([user("ghost", 1, 1)]), "1 cached users are not in the"),
+    ]
+    for corrupt, symptom in corruptions:
+        await corrupt()
+        drift = await ranking.find_drift(committed)
+        assert drift is not None
+        assert symptom in drift
+        await ranking.replace_all(committed)
+        assert await ranking.find_drift(committed) is None
+    stale = [*committed[:5], user("u5", 15, 3), *committed[6:]]
+    assert await ranking.find_drift(stale) == "user u5 is at version 2, not 3"
