@@ -1,12 +1,12 @@
-"""Headers every response carries, errors included (set at the ASGI level, so nothing that
-answers can forget them)."""
+"""Headers every response carries, errors and 404s included: set in a before_send hook, which
+Litestar runs for every message the app sends, matched route or not."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from litestar.datastructures import MutableScopeHeaders
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 
 BASE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -17,19 +17,14 @@ BASE_HEADERS = {
 HSTS = "max-age=31536000; includeSubDomains"
 
 
-class SecurityHeaders(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
+def security_headers(*, hsts: bool) -> Callable[[Message, Scope], Awaitable[None]]:
+    headers = {**BASE_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
 
-    def __init__(self, *, hsts: bool) -> None:
-        self._headers = {**BASE_HEADERS, **({"Strict-Transport-Security": HSTS} if hsts else {})}
+    async def add(message: Message, scope: Scope) -> None:
+        if message["type"] == "http.response.start":
+            sent = MutableScopeHeaders.from_message(message)
+            for name, value in headers.items():
+                if name not in sent:
+                    sent[name] = value
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                for name, value in self._headers.items():
-                    if name not in headers:
-                        headers[name] = value
-            await send(message)
-
-        await next_app(scope, receive, send_with_headers)
+    return add

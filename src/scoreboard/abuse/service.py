@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import Any
 
 import limits
@@ -70,31 +71,24 @@ class AbuseService:
         return user_id in self._suspended
 
     async def check_completion(self, user_id: str, points: int, client_ip: str | None) -> None:
-        """Before a score is written: refuse suspended users, and scoring that would break a
-        blocking velocity rule. Nothing is counted yet: a refused or replayed ticket must
-        not eat into the user's allowance."""
+        """Before a score is written: refuse suspended users, and count the completion
+        against the velocity rules. Counting first is atomic in the limit storage, so
+        parallel completions cannot all slip under a blocking limit."""
         if user_id in self._suspended:
             raise UserSuspended("this user is suspended from scoring; contact an admin")
         for name, cost in self._velocity(points):
             rule = self._rules[name]
-            if rule.policy not in (Policy.BLOCK, Policy.SUSPEND):
-                continue
-            if rule.limit == 0 or not await self._limiter.test(_rate(rule), user_id, cost):
-                await self._trip(rule, user_id, client_ip, _evidence(rule, points))
-                raise VelocityExceeded(
-                    f"{rule.description}: more than {rule.limit} in {rule.window:g} s",
-                    headers={"Retry-After": str(int(rule.window))},
-                    extra={"rule": rule.name},
-                )
-
-    async def record_completion(self, user_id: str, points: int, client_ip: str | None) -> None:
-        """After a score was written: count it; a rule it breaks now is flagged."""
-        for name, cost in self._velocity(points):
-            rule = self._rules[name]
             if rule.policy is Policy.OFF:
                 continue
-            if rule.limit == 0 or not await self._limiter.hit(_rate(rule), user_id, cost):
-                await self._trip(rule, user_id, client_ip, _evidence(rule, points))
+            if rule.limit > 0 and await self._limiter.hit(_rate(rule), user_id, cost):
+                continue
+            await self._trip(rule, user_id, client_ip, _evidence(rule, points))
+            if rule.policy in (Policy.BLOCK, Policy.SUSPEND):
+                raise VelocityExceeded(
+                    f"{rule.description}: more than {rule.limit} in {rule.window:g} s",
+                    headers={"Retry-After": str(math.ceil(rule.window))},
+                    extra={"rule": rule.name},
+                )
 
     @staticmethod
     def _velocity(points: int) -> tuple[tuple[str, int], ...]:

@@ -25,8 +25,11 @@ from scoreboard.auth.principal import Scope
 from scoreboard.errors import problem_responses
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000)]
 UserId = Annotated[str, PathParameter(min_length=1, max_length=36)]
+
+
+ERRORS = problem_responses(400, 401, 403, 404, 422)
 
 
 def _view(flag: Flag) -> FlagView:
@@ -50,7 +53,7 @@ class AdminController(Controller):
     tags = ["admin"]  # noqa: RUF012
     responses = problem_responses(400, 401, 403, 404, 422)
 
-    @get("/flags", summary="List abuse flags")
+    @get("/flags", summary="List abuse flags", responses=ERRORS)
     async def list_flags(
         self,
         admin: NamedDependency[AdminService],
@@ -63,7 +66,9 @@ class AdminController(Controller):
         flags = await admin.flags(status, user_id, rule, limit, offset)
         return FlagList(flags=[_view(f) for f in flags])
 
-    @post("/flags/{flag_id:str}/resolve", status_code=200, summary="Resolve a flag")
+    @post(
+        "/flags/{flag_id:str}/resolve", status_code=200, summary="Resolve a flag", responses=ERRORS
+    )
     async def resolve_flag(
         self,
         request: ApiRequest,
@@ -73,7 +78,11 @@ class AdminController(Controller):
     ) -> FlagView:
         return _view(await admin.resolve_flag(current_principal(request), flag_id, data.reason))
 
-    @get("/users/{user_id:str}/history", summary="A user's score, suspension and update history")
+    @get(
+        "/users/{user_id:str}/history",
+        summary="A user's score, suspension and update history",
+        responses=ERRORS,
+    )
     async def history(
         self,
         admin: NamedDependency[AdminService],
@@ -96,7 +105,12 @@ class AdminController(Controller):
         ]
         return UserHistory(user_id=user_id, score=score, suspended=suspended, updates=updates)
 
-    @post("/users/{user_id:str}/adjust", status_code=200, summary="Add or remove points")
+    @post(
+        "/users/{user_id:str}/adjust",
+        status_code=200,
+        summary="Add or remove points",
+        responses=ERRORS,
+    )
     async def adjust(
         self,
         request: ApiRequest,
@@ -108,7 +122,12 @@ class AdminController(Controller):
         new_score, rank = await admin.adjust(principal, user_id, data.points, data.reason)
         return ScoreChanged(user_id=user_id, new_score=new_score, rank=rank)
 
-    @post("/users/{user_id:str}/reset", status_code=200, summary="Set a user's score to zero")
+    @post(
+        "/users/{user_id:str}/reset",
+        status_code=200,
+        summary="Set a user's score to zero",
+        responses=ERRORS,
+    )
     async def reset(
         self,
         request: ApiRequest,
@@ -119,7 +138,12 @@ class AdminController(Controller):
         new_score, rank = await admin.reset(current_principal(request), user_id, data.reason)
         return ScoreChanged(user_id=user_id, new_score=new_score, rank=rank)
 
-    @post("/users/{user_id:str}/suspend", status_code=200, summary="Suspend from scoring")
+    @post(
+        "/users/{user_id:str}/suspend",
+        status_code=200,
+        summary="Suspend from scoring",
+        responses=ERRORS,
+    )
     async def suspend(
         self,
         request: ApiRequest,
@@ -130,7 +154,12 @@ class AdminController(Controller):
         changed = await admin.suspend(current_principal(request), user_id, data.reason)
         return SuspensionView(user_id=user_id, suspended=True, changed=changed)
 
-    @post("/users/{user_id:str}/unsuspend", status_code=200, summary="Lift a suspension")
+    @post(
+        "/users/{user_id:str}/unsuspend",
+        status_code=200,
+        summary="Lift a suspension",
+        responses=ERRORS,
+    )
     async def unsuspend(
         self,
         request: ApiRequest,

@@ -5,7 +5,10 @@ from typing import Annotated, Any
 
 import msgspec
 
-Reason = Annotated[str, msgspec.Meta(min_length=3, max_length=500, description="Why (audited)")]
+Reason = Annotated[
+    str,
+    msgspec.Meta(min_length=3, max_length=500, pattern=r"\S.*\S", description="Why (audited)"),
+]
 
 
 class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):

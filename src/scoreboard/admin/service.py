@@ -54,6 +54,8 @@ class AdminService:
 
     async def reset(self, admin: Principal, user_id: str, reason: str) -> tuple[int, int]:
         current = await self._scores.current_score(user_id)
+        if await self._scores.standing(user_id) is None:
+            raise NotFound(f"user {user_id} has no score")
         new_score, rank = await self._scores.adjust(user_id, -current, "admin_reset")
         await self._repository.audit(
             admin.user_id,

@@ -51,7 +51,7 @@ class WsTicketResponse(msgspec.Struct, rename="camel"):
     description="Browsers cannot set headers on a WebSocket: connect to "
     "/ws/leaderboard?ticket=<ticket> instead.",
     tags=["live"],
-    responses=problem_responses(401, 403, 503),
+    responses=problem_responses(401, 403, 429, 503),
 )
 async def issue_ws_ticket(
     request: ApiRequest, ws_tickets: NamedDependency[WsTicketStore]

@@ -23,6 +23,7 @@ from scoreboard.live.connection import LiveConnection
 from scoreboard.live.protocol import CloseCode, LeaderboardUpdate, ScoreUpdate, encode
 
 log = structlog.get_logger("scoreboard.live")
+FANOUT_CHUNK = 256
 
 
 class TooManyConnectionsError(Exception):
@@ -129,8 +130,10 @@ class Hub:
             try:
                 if await self._refresh():
                     frame = encode(self._update())
-                    for connection in self._connections:
+                    for index, connection in enumerate(list(self._connections), 1):
                         connection.offer_board(frame)
+                        if index % FANOUT_CHUNK == 0:  # let score updates run in between
+                            await asyncio.sleep(0)
             except Exception:
                 log.exception("live_broadcast_failed")
             await asyncio.sleep(self._interval)

@@ -9,9 +9,19 @@ from collections import Counter
 from typing import Protocol, runtime_checkable
 
 from scoreboard.auth.principal import Principal
-from scoreboard.errors import ServiceUnavailable
+from scoreboard.errors import ScoreboardError, ServiceUnavailable
 
 TICKET_TTL = 30.0
+
+
+class TooManyTickets(ScoreboardError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "too many unused WebSocket tickets for this user; use one or wait",
+            headers={"Retry-After": str(int(TICKET_TTL))},
+        )
 
 
 @runtime_checkable
@@ -50,7 +60,7 @@ class MemoryWsTicketStore:
         now = time.time()
         self._prune(now)
         if self._per_user[principal.user_id] >= self._max_per_user:
-            raise ServiceUnavailable("too many unused WebSocket tickets for this user; use one")
+            raise TooManyTickets
         if len(self._tickets) >= self._max:
             raise ServiceUnavailable("too many outstanding WebSocket tickets; retry shortly")
         ticket = secrets.token_urlsafe(32)

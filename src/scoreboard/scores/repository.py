@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,6 +82,16 @@ class ScoreRepository:
                 "last_updated": upsert.excluded.last_updated,
             },
         ).returning(*user_scores.c)
+        self._lower_score = (
+            update(user_scores)
+            .where(user_scores.c.user_id == bindparam("target"))
+            .values(
+                score=user_scores.c.score + bindparam("delta"),
+                version=user_scores.c.version + bindparam("changes"),
+                last_updated=bindparam("at"),
+            )
+            .returning(*user_scores.c)
+        )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="score-writer")
@@ -152,6 +162,8 @@ class ScoreRepository:
             if len(changes) > 1:
                 # One bad change must not sink the others: commit each on its own.
                 return [(await self._commit_batch([change]))[0] for change in changes]
+            if isinstance(exc, ScoreboardError):
+                return [exc]
             if isinstance(exc, IntegrityError):  # only a negative score can break a rule
                 return [ScoreWouldBeNegative("a score cannot go below zero")]
             log.exception("score_write_failed", user=changes[0].user_id)
@@ -188,10 +200,24 @@ class ScoreRepository:
                 row["score"] += c.points
                 row["version"] += 1
         committed: dict[str, UserScore] = {}
-        if totals:
-            rows = [totals[user] for user in sorted(totals)]
-            result = await conn.execute(self._upsert_scores, rows)
+        gains = [totals[user] for user in sorted(totals) if totals[user]["score"] >= 0]
+        if gains:
+            result = await conn.execute(self._upsert_scores, gains)
             committed = {row.user_id: _user_score(row) for row in result}
+        for user in sorted(u for u in totals if totals[u]["score"] < 0):
+            # An insert of a negative row would trip the CHECK before ON CONFLICT could turn
+            # it into an update: lowering a score is a plain UPDATE.
+            total = totals[user]
+            params = {
+                "target": user,
+                "delta": total["score"],
+                "changes": total["version"],
+                "at": total["last_updated"],
+            }
+            lowered = (await conn.execute(self._lower_score, params)).first()
+            if lowered is None:
+                raise ScoreWouldBeNegative(f"user {user} has no score to lower")
+            committed[user] = _user_score(lowered)
         return _outcomes(changes, accepted, first, committed)
 
     async def load_all(self) -> list[UserScore]:

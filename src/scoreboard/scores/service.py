@@ -19,7 +19,7 @@ from scoreboard.errors import (
     ScoreboardError,
     TimestampOutOfWindow,
 )
-from scoreboard.leaderboard.ranking import Ranking
+from scoreboard.leaderboard.ranking import RankedEntry, Ranking
 from scoreboard.live.broadcaster import Broadcaster, ScoreEvent
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
@@ -77,7 +77,6 @@ class ScoreService:
                 evidence = {"code": refusal.code, "detail": refusal.detail}
                 await self._abuse.observe(rule, principal.user_id, client_ip, evidence)
             raise
-        await self._abuse.record_completion(principal.user_id, ticket.points, client_ip)
         return await self._announce(recorded)
 
     def _checked_ticket(self, principal: Principal, action_id: str, timestamp: datetime) -> Ticket:
@@ -116,6 +115,9 @@ class ScoreService:
             )
         )
         return await self._announce(recorded)
+
+    async def standing(self, user_id: str) -> RankedEntry | None:
+        return await self._ranking.rank_of(user_id)
 
     async def current_score(self, user_id: str) -> int:
         standing = await self._ranking.rank_of(user_id)
