@@ -190,3 +190,58 @@ async def test_dev_token_exists_only_with_the_generated_dev_secret(tmp_path: Pat
     production = make_settings(database, tmp_path, env="production")
     async with AsyncTestClient(app=create_app(production)) as client:
         assert (await client.get("/dev/token", params={"user": "alice"})).status_code == 404
+
+
+def test_rebuild_cache_loads_redis_from_the_database(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    import asyncio
+
+    import redis as redis_sync
+
+    from scoreboard.database import create_engine, migrate
+    from scoreboard.scores.models import ScoreChange
+    from scoreboard.scores.repository import ScoreRepository
+    from tests.helpers import now_iso
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+
+    async def seed() -> None:
+        engine = create_engine(database)
+        await migrate(engine)
+        repository = ScoreRepository(engine)
+        await repository.start()
+        from datetime import datetime
+
+        for i, user in enumerate(["ann", "ben", "cat"]):
+            change = ScoreChange(
+                user, user, f"seed-{i}", "t", (i + 1) * 10, datetime.fromisoformat(now_iso()), None
+            )
+            await repository.record(change)
+        await repository.stop()
+        await engine.dispose()
+
+    asyncio.run(seed())
+    env = {
+        "SCOREBOARD_DATABASE_URL": database,
+        "SCOREBOARD_REDIS_URL": redis_url,
+        "SCOREBOARD_REDIS_PREFIX": redis_prefix,
+    }
+    result = run("rebuild-cache", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cache rebuilt: 3 users" in result.stderr
+    client = redis_sync.Redis.from_url(redis_url)
+    try:
+        board: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
+            f"{redis_prefix}leaderboard", 0, -1, withscores=True
+        )
+    finally:
+        client.close()
+    assert [(member.decode(), int(score)) for member, score in board] == [
+        ("ann", 10),
+        ("ben", 20),
+        ("cat", 30),
+    ]
+    no_redis = run("rebuild-cache", env={"SCOREBOARD_DATABASE_URL": database}, cwd=tmp_path)
+    assert no_redis.returncode == 2
+    assert "SCOREBOARD_REDIS_URL is not set" in no_redis.stderr

@@ -1,4 +1,4 @@
-"""The `scoreboard` command: serve, demo, migrate, token."""
+"""The `scoreboard` command: serve, demo, migrate, rebuild-cache, token."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,8 +19,11 @@ from scoreboard.auth.tokens import mint_token
 from scoreboard.config import InsecureSettingsError, Settings
 from scoreboard.database import SchemaNotCurrentError, create_engine, migrate, prepare_schema
 from scoreboard.keys import load_keys
+from scoreboard.leaderboard.redis_ranking import RedisRanking
 from scoreboard.logging import configure_logging
+from scoreboard.scores.repository import ScoreRepository
 from scoreboard.server import make_server
+from scoreboard.shapes import redis_client
 
 cli = typer.Typer(
     help="Scoreboard: secure score updates and a live leaderboard.",
@@ -102,6 +106,40 @@ def demo(
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         pass
+
+
+@cli.command("rebuild-cache")
+def rebuild_cache() -> None:
+    """Rebuild the Redis ranking cache from the database now (production shape)."""
+    settings = _settings()
+    if not settings.redis_url:
+        typer.secho("SCOREBOARD_REDIS_URL is not set: there is no cache", err=True, fg="red")
+        raise typer.Exit(2)
+    try:
+        users = asyncio.run(_rebuild(settings))
+    except (OSError, SQLAlchemyError, RedisError) as exc:
+        typer.secho(f"cannot rebuild: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
+    if users is None:
+        typer.secho("another instance is rebuilding the cache right now", err=True, fg="yellow")
+        raise typer.Exit(1)
+    typer.echo(f"cache rebuilt: {users} users", err=True)
+
+
+async def _rebuild(settings: Settings) -> int | None:
+    engine = create_engine(settings.resolved_database_url)
+    redis = redis_client(settings)
+    try:
+        cache = RedisRanking(redis, settings.redis_prefix)
+        async with cache.rebuild_lock() as mine:
+            if not mine:
+                return None
+            users = await ScoreRepository(engine).load_all()
+            await cache.replace_all(users)
+            return len(users)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
 
 
 @cli.command("migrate")
