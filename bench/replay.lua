@@ -17,3 +17,13 @@ request = function()
   next_index = next_index % #requests + 1
   return requests[next_index]
 end
+
+-- Print the first refusal of each status, so a run with errors says why.
+local seen = {}
+
+response = function(status, headers, body)
+  if status ~= 200 and not seen[status] then
+    seen[status] = true
+    io.stderr:write("first " .. status .. ": " .. body .. "\n")
+  end
+end
