@@ -118,6 +118,9 @@ class TcpProxy:
 
     def stop(self) -> None:
         if self._listener:
+            # close() alone does not wake the thread blocked in accept(); shutdown() does.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -142,9 +145,15 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Nginx:
-        site = string.Template(NGINX_TEMPLATE.read_text()).substitute(
-            APP_1=self.upstreams[0], APP_2=self.upstreams[1], LISTEN=f"127.0.0.1:{self.port}"
-        )
+        values = {
+            "APP_1": self.upstreams[0],
+            "APP_2": self.upstreams[1],
+            "LISTEN": f"127.0.0.1:{self.port}",
+        }
+        # safe_substitute, as envsubst does: nginx's own $variables stay as they are.
+        site = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(values)
+        leftover = [name for name in values if f"${{{name}}}" in site]
+        assert not leftover, f"placeholders left in the nginx configuration: {leftover}"
         (self.directory / "site.conf").write_text(site)
         (self.directory / "nginx.conf").write_text(
             f"daemon off;\nworker_processes 1;\npid {self.directory}/nginx.pid;\n"
