@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -46,6 +47,7 @@ from scoreboard.shapes import shared_backends
 from scoreboard.web.endpoints import web_handlers
 
 log = structlog.get_logger("scoreboard")
+SHUTDOWN_STEP = 10.0
 
 
 def _from_state(name: str) -> Provide:
@@ -53,6 +55,17 @@ def _from_state(name: str) -> Provide:
         return state[name]
 
     return Provide(provide, sync_to_thread=False)
+
+
+async def _bounded(
+    stop: Callable[[], Awaitable[None]], name: str, seconds: float = SHUTDOWN_STEP
+) -> None:
+    """Shutdown must end: a step that hangs (a stuck socket, say) is logged and left."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stop()
+    except TimeoutError:
+        log.error("shutdown_step_timed_out", step=name, seconds=seconds)
 
 
 def _openapi() -> OpenAPIConfig:
@@ -81,14 +94,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             engine = create_engine(settings.resolved_database_url)
-            stack.push_async_callback(engine.dispose)
+            stack.push_async_callback(_bounded, engine.dispose, "engine")
             await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
 
             limiter = RateLimiter(settings.resolved_rate_limit_storage)
             abuse_repository = AbuseRepository(engine)
             abuse = AbuseService(rules, limiter, abuse_repository)
             await abuse.start()
-            stack.push_async_callback(abuse.stop)
+            stack.push_async_callback(_bounded, abuse.stop, "abuse")
 
             repository = ScoreRepository(engine)
             shared = await stack.enter_async_context(shared_backends(settings, engine, repository))
@@ -103,9 +116,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             )
             broadcaster.subscribe(hub.on_score)
             await hub.start()
-            stack.push_async_callback(hub.stop)
+            stack.push_async_callback(_bounded, hub.stop, "hub")
             await repository.start()
-            stack.push_async_callback(repository.stop)  # stops first: drains the writes
+            # stops first: drains the writes
+            stack.push_async_callback(_bounded, repository.stop, "score writer", 30)
 
             scores = ScoreService(
                 signer, repository, ranking, broadcaster, abuse, settings.clock_skew

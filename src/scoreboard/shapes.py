@@ -3,6 +3,8 @@ when SCOREBOARD_REDIS_URL is set, and in this process otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,4 +81,6 @@ async def shared_backends(
     finally:
         await broadcaster.stop()
         await cache.stop()
-        await redis.aclose()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):  # never let a stuck socket hold up shutdown
+                await redis.aclose()

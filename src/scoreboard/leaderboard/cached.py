@@ -50,8 +50,9 @@ class CachedRanking:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(3):  # a sync stuck in Redis must not block shutdown
+                    await self._task
 
     async def _read(
         self, from_cache: Callable[[], Awaitable[T]], from_db: Callable[[], Awaitable[T]]

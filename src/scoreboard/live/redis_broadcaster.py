@@ -27,6 +27,7 @@ FIRST_RETRY = 0.1
 LAST_RETRY = 5.0
 REDIS_DOWN = (RedisError, OSError)
 
+STOP_TIMEOUT = 3.0
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(ScoreEvent).decode
 
@@ -60,8 +61,13 @@ class RedisBroadcaster:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: closing a pub/sub connection mid-read can stall inside redis-py, and
+            # shutdown must finish whatever the connection does.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await task
+            if not task.done():
+                log.warning("score_events_listener_not_stopped")
 
     async def publish(self, event: ScoreEvent) -> None:
         # During a known outage skip Redis: each attempt would cost the client's retries.
