@@ -4,10 +4,12 @@ Every test plays one attack and asserts three things: the refusal's HTTP status 
 WebSocket close code), its stable problem ``code``, and that no score changed. SECURITY.md
 maps each threat to the code that stops it and to the test here (or elsewhere) that proves it.
 
-Most attacks run in-process on SQLite and PostgreSQL (the ``api`` fixture, or ``app_with`` for
-an app with other settings). Attacks that need real sockets, real concurrency or proxy headers
-run against ``scoreboard serve`` processes. A test marked ``xfail(strict=True)`` is an attack
-that currently succeeds: its reason names the weakness and the fix.
+Most attacks run in-process on every backend of tests/conftest.py (SQLite, PostgreSQL, and
+PostgreSQL with Redis), through the ``api`` fixture or ``app_with`` for an app with other
+settings. Attacks that need real sockets, real concurrency or proxy headers run against
+``scoreboard serve`` processes, some in both shapes (``shape``). A test marked
+``xfail(strict=True)`` is an attack that currently succeeds: its reason names the weakness
+and the fix.
 """
 
 from __future__ import annotations
