@@ -42,12 +42,15 @@ class CachedRanking:
         self.stale = True  # until the first sync has checked it
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def start(self) -> None:
         await self.sync()
         self._task = asyncio.create_task(self._sync_loop(), name="cache-sync")
 
     async def stop(self) -> None:
+        self._stopping = True  # see Hub.stop: a cancellation can be lost inside redis-py
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -117,12 +120,14 @@ class CachedRanking:
             return None
 
     async def _sync_loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), STALE_RETRY if self.stale else self._interval
                 )
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.sync()
             except Exception as exc:  # the database may be away too: try again later

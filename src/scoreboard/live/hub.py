@@ -49,6 +49,7 @@ class Hub:
         self._by_user: defaultdict[str, set[LiveConnection]] = defaultdict(set)
         self._per_ip: Counter[str] = Counter()
         self._dirty = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.version = 0
         self.entries: list[LeaderboardEntry] = []
@@ -59,6 +60,10 @@ class Hub:
         self._task = asyncio.create_task(self._broadcast_loop(), name="live-broadcast")
 
     async def stop(self) -> None:
+        # A flag as well as a cancel: Python 3.11's wait_for (inside redis-py) can swallow a
+        # cancellation, and the loop must still end.
+        self._stopping = True
+        self._dirty.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -124,9 +129,11 @@ class Hub:
         return True
 
     async def _broadcast_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._dirty.wait()
             self._dirty.clear()
+            if self._stopping:
+                return
             try:
                 if await self._refresh():
                     frame = encode(self._update())
