@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 
 from litestar import Controller, get, post
@@ -33,18 +34,7 @@ ERRORS = problem_responses(400, 401, 403, 404, 422)
 
 
 def _view(flag: Flag) -> FlagView:
-    return FlagView(
-        id=flag.id,
-        user_id=flag.user_id,
-        client_ip=flag.client_ip,
-        rule=flag.rule,
-        policy=flag.policy,
-        evidence=flag.evidence,
-        created_at=flag.created_at,
-        resolved_at=flag.resolved_at,
-        resolved_by=flag.resolved_by,
-        resolution=flag.resolution,
-    )
+    return FlagView(**dataclasses.asdict(flag))  # the same fields, named for the API
 
 
 class AdminController(Controller):
