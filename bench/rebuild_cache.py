@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from scoreboard.leaderboard.redis_ranking import LOAD_BATCH, RedisRanking  # noqa: E402
-from scoreboard.scores.models import UserScore  # noqa: E402
+from scoreboard.records import BoardPeriod, UserScore  # noqa: E402
+
+KEY = BoardPeriod("global", "all")
 
 
 def make_users(count: int) -> list[UserScore]:
@@ -67,10 +69,10 @@ async def main(users_count: int, url: str) -> None:
         floor = await zadd_floor(redis, f"{prefix}floor", users)
         ranking = RedisRanking(redis, prefix)
         began = time.perf_counter()
-        await ranking.replace_all(users)
+        await ranking.replace_all(KEY, users)
         rebuild = time.perf_counter() - began
         began = time.perf_counter()
-        drift = await ranking.find_drift(users)
+        drift = await ranking.find_drift(KEY, users)
         check = time.perf_counter() - began
         memory = (await redis.info("memory"))["used_memory_human"]
     finally:

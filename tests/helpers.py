@@ -11,10 +11,14 @@ from typing import Any
 
 import httpx
 import jwt
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scoreboard.actions.catalog import ActionType
+from scoreboard.actions.catalog import ActionType, load_catalog
 from scoreboard.actions.tickets import TicketSigner
 from scoreboard.auth.principal import DEFAULT_USER_SCOPES
+from scoreboard.boards.repository import BoardRepository
+from scoreboard.boards.service import BoardRegistry
+from scoreboard.clock import Clock, system_clock
 from scoreboard.config import Settings
 from scoreboard.keys import load_keys
 
@@ -61,6 +65,16 @@ def settings_env(database_url: str, data_dir: Path, **overrides: str) -> dict[st
     }
     env.update(overrides)
     return env
+
+
+async def board_registry(
+    engine: AsyncEngine, actions_file: Path | None = ACTIONS_FILE, clock: Clock = system_clock
+) -> BoardRegistry:
+    """The boards of a catalog file merged with the database's, as the service loads them."""
+    catalog = load_catalog(actions_file)
+    registry = BoardRegistry(catalog.boards, catalog.feeds, BoardRepository(engine), clock)
+    await registry.start(refresh=False)
+    return registry
 
 
 def make_token(
@@ -111,6 +125,30 @@ def now_iso(offset: float = 0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat()
 
 
+class MovableClock:
+    """The real clock, shifted: it runs on as time passes, and a test can jump it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.offset = timedelta(0)
+        if start is not None:
+            self.set(start)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set(self, instant: datetime) -> None:
+        self.offset = instant - datetime.now(UTC)
+
+    def move(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+def on_global(score: int, rank: int) -> dict[str, Any]:
+    """What a score update answers, past the spec's fields, for an action feeding only the
+    global board: its one board result."""
+    return {"boards": [{"board": "global", "period": "all", "score": score, "rank": rank}]}
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -121,6 +159,7 @@ class Api:
 
     client: httpx.AsyncClient
     tokens: dict[str, str] = field(default_factory=dict)
+    clock: Clock = system_clock  # the service's: timestamps must agree with it
 
     def token(self, user_id: str) -> str:
         if user_id not in self.tokens:
@@ -141,12 +180,35 @@ class Api:
     ) -> httpx.Response:
         return await self.client.post(
             "/api/scores/update",
-            json={"actionId": action_id, "timestamp": timestamp or now_iso()},
+            json={"actionId": action_id, "timestamp": timestamp or self.clock().isoformat()},
             headers=bearer(self.token(user_id)),
         )
 
     async def score(self, user_id: str, action_type: str | None = None) -> dict[str, Any]:
         response = await self.complete(user_id, await self.issue(user_id, action_type))
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def issue_for(
+        self, user_id: str, action_type: str, value: int | None = None, *, by: str = "backend"
+    ) -> str:
+        """A ticket issued by a trusted backend (``actions:issue``), optionally with a value."""
+        token = make_token(by, scopes=("actions:issue",))
+        body: dict[str, Any] = {"type": action_type, "userId": user_id}
+        if value is not None:
+            body["value"] = value
+        response = await self.client.post("/api/actions", json=body, headers=bearer(token))
+        assert response.status_code == 201, response.text
+        action_id: str = response.json()["actionId"]
+        return action_id
+
+    async def board(self, board: str, **params: Any) -> dict[str, Any]:
+        response = await self.client.get(
+            f"/api/boards/{board}/leaderboard",
+            params=params,
+            headers=bearer(self.token("reader")),
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body

@@ -75,6 +75,11 @@ async def _migrate(url: str) -> None:
 async def truncate(url: str) -> None:
     conn = await asyncpg.connect(_plain(url), timeout=5)
     try:
-        await conn.execute("TRUNCATE score_updates, user_scores")
+        # Everything a test can write; the board revision moves on so no registry reuses it.
+        await conn.execute(
+            "TRUNCATE score_updates, user_scores, boards, board_rollovers, board_periods, "
+            "abuse_flags, suspensions, admin_audit"
+        )
+        await conn.execute("UPDATE board_revision SET revision = revision + 1")
     finally:
         await conn.close()

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import uvicorn
+from litestar import Litestar
+
+from scoreboard.config import Settings
+from scoreboard.server import uvicorn_config
 
 
 def free_port() -> int:
@@ -63,3 +71,23 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@asynccontextmanager
+async def served(app: Litestar, settings: Settings) -> AsyncIterator[str]:
+    """The app under uvicorn in this process, on a free loopback port: real sockets, and
+    whatever the test injected into the app (a clock, say). Yields its base URL."""
+    port = free_port()
+    config = uvicorn_config(app, settings.model_copy(update={"host": "127.0.0.1", "port": port}))
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+            raise RuntimeError("the server stopped before it started")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)

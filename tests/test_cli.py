@@ -202,21 +202,20 @@ def test_rebuild_cache_loads_redis_from_the_database(
     from scoreboard.database import create_engine, migrate
     from scoreboard.scores.models import ScoreChange
     from scoreboard.scores.repository import ScoreRepository
-    from tests.helpers import now_iso
+    from tests.helpers import board_registry, now_iso
 
     database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
 
     async def seed() -> None:
         engine = create_engine(database)
         await migrate(engine)
-        repository = ScoreRepository(engine)
+        repository = ScoreRepository(engine, await board_registry(engine, None))
         await repository.start()
         from datetime import datetime
 
         for i, user in enumerate(["ann", "ben", "cat"]):
-            change = ScoreChange(
-                user, user, f"seed-{i}", "t", (i + 1) * 10, datetime.fromisoformat(now_iso()), None
-            )
+            at = datetime.fromisoformat(now_iso())
+            change = ScoreChange(user, user, f"seed-{i}", "t", (i + 1) * 10, at, None, ("global",))
             await repository.record(change)
         await repository.stop()
         await engine.dispose()
@@ -229,11 +228,11 @@ def test_rebuild_cache_loads_redis_from_the_database(
     }
     result = run("rebuild-cache", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "cache rebuilt: 3 users" in result.stderr
+    assert "cache rebuilt: global/all: 3 users" in result.stderr
     client = redis_sync.Redis.from_url(redis_url)
     try:
         board: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
-            f"{redis_prefix}leaderboard", 0, -1, withscores=True
+            f"{redis_prefix}board:{{global/all}}:leaderboard", 0, -1, withscores=True
         )
     finally:
         client.close()

@@ -47,7 +47,7 @@ async def test_request_bodies_match_the_spec(client: AsyncTestClient) -> None:  
     assert set(update["properties"]) == {"actionId", "timestamp"}
     assert set(update["required"]) == {"actionId", "timestamp"}
     response = components["schemas"]["ScoreUpdateResponse"]
-    assert set(response["properties"]) == {"success", "newScore", "rank"}
+    assert set(response["properties"]) == {"success", "newScore", "rank", "boards"}
     assert "BearerToken" in components["securitySchemes"]
 
 

@@ -28,17 +28,29 @@ from scoreboard.admin.endpoints import AdminController
 from scoreboard.admin.service import AdminService
 from scoreboard.auth.guards import BearerAuthMiddleware
 from scoreboard.auth.tokens import TokenVerifier
+from scoreboard.boards.endpoints import list_boards
+from scoreboard.boards.repository import BoardRepository
+from scoreboard.boards.service import BoardRegistry
+from scoreboard.clock import Clock, system_clock
 from scoreboard.config import Settings
 from scoreboard.database import create_engine, prepare_schema
 from scoreboard.errors import exception_handlers
 from scoreboard.hardening import security_headers
 from scoreboard.health import healthz, readyz
 from scoreboard.keys import load_keys
-from scoreboard.leaderboard.endpoints import read_leaderboard, read_my_standing
+from scoreboard.leaderboard.archive import PeriodPruner
+from scoreboard.leaderboard.endpoints import (
+    read_board,
+    read_leaderboard,
+    read_my_board_standing,
+    read_my_standing,
+)
 from scoreboard.leaderboard.service import LeaderboardService
+from scoreboard.live.broadcaster import Event
 from scoreboard.live.endpoints import issue_ws_ticket, live_leaderboard
 from scoreboard.live.hub import Hub
 from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
+from scoreboard.records import BoardsChanged
 from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
@@ -83,7 +95,8 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> Litestar:
+    """The application. ``clock`` is "now" for every part of it (tests move it)."""
     settings = settings or Settings()
     keys = load_keys(settings)
     catalog = load_catalog(settings.actions_file)
@@ -97,16 +110,23 @@ def create_app(settings: Settings | None = None) -> Litestar:
             stack.push_async_callback(_bounded, engine.dispose, "engine")
             await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
 
+            board_repository = BoardRepository(engine)
+            boards = BoardRegistry(catalog.boards, catalog.feeds, board_repository, clock)
+            await boards.start()
+            stack.push_async_callback(_bounded, boards.stop, "boards")
+
             limiter = RateLimiter(settings.resolved_rate_limit_storage)
             abuse_repository = AbuseRepository(engine)
             abuse = AbuseService(rules, limiter, abuse_repository)
             await abuse.start()
             stack.push_async_callback(_bounded, abuse.stop, "abuse")
 
-            repository = ScoreRepository(engine)
-            shared = await stack.enter_async_context(shared_backends(settings, engine, repository))
+            repository = ScoreRepository(engine, boards)
+            shared = await stack.enter_async_context(
+                shared_backends(settings, engine, repository, boards)
+            )
             ranking, broadcaster, ws_tickets = shared.ranking, shared.broadcaster, shared.tickets
-            leaderboard = LeaderboardService(ranking)
+            leaderboard = LeaderboardService(ranking, boards)
             hub = Hub(
                 leaderboard,
                 top_n=settings.live_top_n,
@@ -114,22 +134,34 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 max_per_user=settings.ws_max_per_user,
                 max_per_ip=settings.ws_max_per_ip,
             )
-            broadcaster.subscribe(hub.on_score)
+
+            async def on_event(event: Event) -> None:
+                if isinstance(event, BoardsChanged):
+                    await boards.refresh()  # before the hub looks at the periods
+                await hub.on_event(event)
+
+            broadcaster.subscribe(on_event)
             await hub.start()
             stack.push_async_callback(_bounded, hub.stop, "hub")
+            pruner = PeriodPruner(boards, board_repository, ranking, settings.prune_interval)
+            await pruner.start()
+            stack.push_async_callback(_bounded, pruner.stop, "pruner")
             await repository.start()
             # stops first: drains the writes
             stack.push_async_callback(_bounded, repository.stop, "score writer", 30)
 
             scores = ScoreService(
-                signer, repository, ranking, broadcaster, abuse, settings.clock_skew
+                signer, repository, ranking, broadcaster, abuse, boards, settings.clock_skew
             )
             app.state.update(
                 engine=engine,
                 rate_limiter=limiter,
                 abuse=abuse,
                 scores=scores,
-                admin=AdminService(scores, abuse, abuse_repository),
+                actions=ActionService(catalog, signer, boards),
+                admin=AdminService(scores, abuse, abuse_repository, boards, broadcaster),
+                boards=boards,
+                pruner=pruner,
                 leaderboard=leaderboard,
                 hub=hub,
                 repository=repository,
@@ -156,6 +188,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             update_score,
             read_leaderboard,
             read_my_standing,
+            read_board,
+            read_my_board_standing,
+            list_boards,
             healthz,
             readyz,
             issue_ws_ticket,
@@ -169,7 +204,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "key_material": keys,
                 "token_verifier": TokenVerifier(settings, keys),
-                "actions": ActionService(catalog, signer),
                 "rates": Rates.from_settings(settings),
             }
         ),
@@ -184,6 +218,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "repository",
                 "ws_tickets",
                 "admin",
+                "boards",
             )
         },
         middleware=[

@@ -1,4 +1,4 @@
-"""The `scoreboard` command: serve, demo, migrate, rebuild-cache, token."""
+"""The `scoreboard` command: serve, demo, migrate, rebuild-cache, prune, token."""
 
 from __future__ import annotations
 
@@ -14,13 +14,21 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from scoreboard.actions.catalog import load_catalog
 from scoreboard.auth.principal import DEFAULT_USER_SCOPES
 from scoreboard.auth.tokens import mint_token
+from scoreboard.boards.repository import BoardRepository
+from scoreboard.boards.service import BoardRegistry
+from scoreboard.clock import system_clock
 from scoreboard.config import InsecureSettingsError, Settings
 from scoreboard.database import SchemaNotCurrentError, create_engine, migrate, prepare_schema
 from scoreboard.keys import load_keys
+from scoreboard.leaderboard.archive import PeriodPruner, Pruned
+from scoreboard.leaderboard.ranking import Ranking
 from scoreboard.leaderboard.redis_ranking import RedisRanking
+from scoreboard.leaderboard.sql_ranking import SqlRanking
 from scoreboard.logging import configure_logging
+from scoreboard.records import BoardPeriod
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.server import make_server
 from scoreboard.shapes import redis_client
@@ -59,8 +67,21 @@ async def _with_engine(settings: Settings, work: Callable[[AsyncEngine], Awaitab
         await engine.dispose()
 
 
+async def _boards(settings: Settings, engine: AsyncEngine) -> BoardRegistry:
+    """The boards in force (the catalog file's and the database's), checked for conflicts."""
+    catalog = load_catalog(settings.actions_file)
+    boards = BoardRegistry(catalog.boards, catalog.feeds, BoardRepository(engine), system_clock)
+    await boards.start(refresh=False)
+    return boards
+
+
+async def _ready(engine: AsyncEngine, settings: Settings) -> None:
+    await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
+    await _boards(settings, engine)
+
+
 def _prepare(settings: Settings) -> Callable[[AsyncEngine], Awaitable[None]]:
-    return partial(prepare_schema, auto_migrate=settings.should_auto_migrate)
+    return partial(_ready, settings=settings)
 
 
 @cli.command()
@@ -110,35 +131,73 @@ def demo(
 
 @cli.command("rebuild-cache")
 def rebuild_cache() -> None:
-    """Rebuild the Redis ranking cache from the database now (production shape)."""
+    """Rebuild the Redis ranking cache of every readable board period from the database."""
     settings = _settings()
     if not settings.redis_url:
         typer.secho("SCOREBOARD_REDIS_URL is not set: there is no cache", err=True, fg="red")
         raise typer.Exit(2)
     try:
-        users = asyncio.run(_rebuild(settings))
-    except (OSError, SQLAlchemyError, RedisError) as exc:
+        rebuilt, busy = asyncio.run(_rebuild(settings))
+    except (OSError, ValueError, SQLAlchemyError, RedisError) as exc:
         typer.secho(f"cannot rebuild: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
-    if users is None:
-        typer.secho("another instance is rebuilding the cache right now", err=True, fg="yellow")
+    for key, users in rebuilt.items():
+        typer.echo(f"cache rebuilt: {key.board}/{key.period}: {users} users", err=True)
+    if busy:
+        names = ", ".join(f"{key.board}/{key.period}" for key in busy)
+        typer.secho(f"another instance is rebuilding {names} right now", err=True, fg="yellow")
         raise typer.Exit(1)
-    typer.echo(f"cache rebuilt: {users} users", err=True)
 
 
-async def _rebuild(settings: Settings) -> int | None:
+async def _rebuild(settings: Settings) -> tuple[dict[BoardPeriod, int], list[BoardPeriod]]:
     engine = create_engine(settings.resolved_database_url)
     redis = redis_client(settings)
+    rebuilt: dict[BoardPeriod, int] = {}
+    busy: list[BoardPeriod] = []
     try:
+        boards = await _boards(settings, engine)
         cache = RedisRanking(redis, settings.redis_prefix)
-        async with cache.rebuild_lock() as mine:
-            if not mine:
-                return None
-            users = await ScoreRepository(engine).load_all()
-            await cache.replace_all(users)
-            return len(users)
+        scores = ScoreRepository(engine, boards)
+        for key in sorted(boards.readable_keys(), key=lambda k: (k.board, k.period)):
+            async with cache.rebuild_lock(key) as mine:
+                if not mine:
+                    busy.append(key)
+                    continue
+                users = await scores.load_period(key)
+                await cache.replace_all(key, users)
+                rebuilt[key] = len(users)
+        return rebuilt, busy
     finally:
         await redis.aclose()
+        await engine.dispose()
+
+
+@cli.command()
+def prune() -> None:
+    """Delete the scores of closed periods past their board's keep_periods (the running
+    service also does it every SCOREBOARD_PRUNE_INTERVAL seconds)."""
+    settings = _settings()
+    try:
+        pruned = asyncio.run(_prune(settings))
+    except (OSError, ValueError, SQLAlchemyError, RedisError) as exc:
+        typer.secho(f"cannot prune: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from exc
+    names = ", ".join(f"{key.board}/{key.period}" for key in pruned.periods) or "none"
+    typer.echo(f"pruned {len(pruned.periods)} periods ({names}), {pruned.scores} scores", err=True)
+
+
+async def _prune(settings: Settings) -> Pruned:
+    engine = create_engine(settings.resolved_database_url)
+    redis = redis_client(settings) if settings.redis_url else None
+    try:
+        boards = await _boards(settings, engine)
+        ranking: Ranking = (
+            RedisRanking(redis, settings.redis_prefix) if redis is not None else SqlRanking(engine)
+        )
+        return await PeriodPruner(boards, BoardRepository(engine), ranking, 0).prune()
+    finally:
+        if redis is not None:
+            await redis.aclose()
         await engine.dispose()
 
 

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "scoreboard:"
     cache_sync_interval: float = Field(default=300.0, ge=1)
+    prune_interval: float = Field(default=3600.0, ge=1)
     rate_limit_storage: str | None = None
     rate_limit_ip: str = "600/minute"
     rate_limit_actions: str = "120/minute"
@@ -94,6 +95,17 @@ class Settings(BaseSettings):
                 f"(got {url.split('://', 1)[0]}://...)"
             )
         return url
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _no_hash_tag(cls, prefix: str) -> str:
+        # Each board period's keys carry their own hash tag ({board/period}); a tag in the
+        # prefix would come first and put every board in one cluster slot.
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                "must not contain '{' or '}': every board's keys carry their own hash tag"
+            )
+        return prefix
 
     @field_validator(
         "rate_limit_ip", "rate_limit_actions", "rate_limit_updates", "rate_limit_ws_connect"

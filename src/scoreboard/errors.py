@@ -103,6 +103,30 @@ class NotFound(ScoreboardError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class BoardNotFound(ScoreboardError):
+    status, code, title = 404, "board_not_found", "No such board"
+
+
+class PeriodNotFound(ScoreboardError):
+    status, code, title = 404, "period_not_found", "No such period on this board"
+
+
+class BoardConflict(ScoreboardError):
+    status, code, title = 409, "board_conflict", "The board cannot be changed that way"
+
+
+class InvalidBoard(ScoreboardError):
+    status, code, title = 422, "invalid_board", "The board definition is not valid"
+
+
+class NoActiveBoard(ScoreboardError):
+    status, code, title = 422, "board_retired", "No active board takes this action"
+
+
+class InvalidValue(ScoreboardError):
+    status, code, title = 422, "invalid_value", "The value does not fit this action type"
+
+
 class ServiceUnavailable(ScoreboardError):
     status, code, title = 503, "service_unavailable", "The service is temporarily unavailable"
 
@@ -137,12 +161,13 @@ _DESCRIPTIONS = {
     400: "validation_error: the body or a parameter is not valid",
     401: "invalid_token: no valid bearer token",
     403: "insufficient_scope, action_not_owned or user_suspended",
-    404: "not_found",
-    409: "action_already_used: the ticket was already completed",
+    404: "not_found, board_not_found or period_not_found",
+    409: "action_already_used (the ticket was already completed) or board_conflict",
     413: "payload_too_large",
     415: "unsupported_media_type: send application/json",
     422: "invalid_action, unknown_action_type, action_expired, action_not_ready, "
-    "timestamp_out_of_window or score_would_be_negative",
+    "timestamp_out_of_window, score_would_be_negative, invalid_value, invalid_board or "
+    "board_retired",
     429: "rate_limited or velocity_exceeded: retry after Retry-After seconds",
     503: "service_unavailable: retry after Retry-After seconds",
 }

@@ -14,6 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from scoreboard.boards.service import BoardRegistry
 from scoreboard.config import Settings
 from scoreboard.leaderboard.cached import CachedRanking
 from scoreboard.leaderboard.ranking import MemoryRanking, Ranking
@@ -49,12 +50,13 @@ def redis_client(settings: Settings) -> Redis:
 
 @asynccontextmanager
 async def shared_backends(
-    settings: Settings, engine: AsyncEngine, repository: ScoreRepository
+    settings: Settings, engine: AsyncEngine, repository: ScoreRepository, boards: BoardRegistry
 ) -> AsyncIterator[SharedBackends]:
     tickets_per_user = settings.ws_max_per_user * 2
     if not settings.redis_url:
         ranking = MemoryRanking()
-        await ranking.replace_all(await repository.load_all())
+        for key in boards.readable_keys():  # closed periods past keep_periods stay out
+            await ranking.replace_all(key, await repository.load_period(key))
         yield SharedBackends(
             ranking, LocalBroadcaster(), MemoryWsTicketStore(tickets_per_user), None, None
         )
@@ -64,7 +66,8 @@ async def shared_backends(
     cache = CachedRanking(
         RedisRanking(redis, prefix),
         SqlRanking(engine),
-        repository.load_all,
+        repository.load_period,
+        boards.readable_keys,
         settings.cache_sync_interval,
     )
     broadcaster = RedisBroadcaster(redis, prefix)

@@ -15,8 +15,8 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
-    ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -56,9 +56,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+BOARD_ID_LENGTH = 64
+PERIOD_KEY_LENGTH = 64
+
+# A user's score on one board during one period (the spec's user_scores, keyed by board and
+# period too). Rows of a new period start empty; closed periods are never rewritten.
 user_scores = Table(
     "user_scores",
     metadata,
+    Column("board_id", String(BOARD_ID_LENGTH), primary_key=True),
+    Column("period_key", String(PERIOD_KEY_LENGTH), primary_key=True),
     Column("user_id", String(36), primary_key=True),
     Column("username", String(255), nullable=False),
     Column("score", BigInteger, nullable=False, server_default="0"),
@@ -68,6 +75,8 @@ user_scores = Table(
 )
 Index(
     "ix_user_scores_ranking",
+    user_scores.c.board_id,
+    user_scores.c.period_key,
     user_scores.c.score.desc(),
     user_scores.c.last_updated,
     user_scores.c.user_id,
@@ -77,22 +86,60 @@ score_updates = Table(
     "score_updates",
     metadata,
     Column("id", String(36), primary_key=True),
-    # Deferred so the audit row (which carries the UNIQUE action id) can be written before the
-    # score row it points at: a replay is refused before any score is touched.
-    Column(
-        "user_id",
-        String(36),
-        ForeignKey("user_scores.user_id", deferrable=True, initially="DEFERRED"),
-        nullable=False,
-    ),
+    Column("user_id", String(36), nullable=False),
     Column("action_id", String(36), nullable=False, unique=True),
     Column("action_type", String(64), nullable=False),
     Column("score_change", BigInteger, nullable=False),
+    Column("value", BigInteger, nullable=True),  # for best/latest boards: the ranked value
+    Column("boards", Text, nullable=False),  # JSON {board: period} of every board it fed
     Column("timestamp", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("client_ip", String(45), nullable=True),
 )
 Index("ix_score_updates_user_recorded", score_updates.c.user_id, score_updates.c.recorded_at)
+
+# Boards defined at runtime (``definition`` JSON), and retirements of any board (a file
+# board has a row only once retired, with no definition).
+boards = Table(
+    "boards",
+    metadata,
+    Column("id", String(BOARD_ID_LENGTH), primary_key=True),
+    Column("definition", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("retired_at", UTCDateTime, nullable=True),
+)
+
+# Periods an admin closed early: each cuts its board's period at ``at``.
+board_rollovers = Table(
+    "board_rollovers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("board_id", String(BOARD_ID_LENGTH), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("closed_period", String(PERIOD_KEY_LENGTH), nullable=False),
+    Column("opened_period", String(PERIOD_KEY_LENGTH), nullable=False),
+)
+Index("ix_board_rollovers_board_id_at", board_rollovers.c.board_id, board_rollovers.c.at)
+
+# Every period that holds scores, so pruning finds them without scanning user_scores.
+board_periods = Table(
+    "board_periods",
+    metadata,
+    Column("board_id", String(BOARD_ID_LENGTH), primary_key=True),
+    Column("period_key", String(PERIOD_KEY_LENGTH), primary_key=True),
+    Column("first_score_at", UTCDateTime, nullable=False),
+)
+
+# One row: grows with every board change. Score writes read it FOR SHARE and board changes
+# update it, so a rollover and the writes around it are ordered by the database.
+board_revision = Table(
+    "board_revision",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
 
 abuse_flags = Table(
     "abuse_flags",

@@ -40,8 +40,12 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/admin/users/{user}/reset", {"reason": "cheated"}),
     ("POST", "/api/admin/users/{user}/suspend", {"reason": "cheated"}),
     ("POST", "/api/admin/users/{user}/unsuspend", {"reason": "appeal granted"}),
+    ("PUT", "/api/admin/boards/weekend", {"reason": "an event", "reset": "weekly"}),
+    ("DELETE", "/api/admin/boards/global", {"reason": "no more"}),
+    ("POST", "/api/admin/boards/global/rollover", {"reason": "new season"}),
 ]
-CHANGING_ROUTES = [route for route in ADMIN_ROUTES if route[0] == "POST"]
+CHANGING_ROUTES = [route for route in ADMIN_ROUTES if route[0] != "GET"]
+GLOBAL_ALL = {"board": "global", "period": "all"}  # where adjustments land by default
 
 
 class Peer:
@@ -305,7 +309,7 @@ async def test_adjusting_up_moves_the_score_rank_and_board(api: Api, settings: S
         api, "POST", f"/api/admin/users/{user}/adjust", {"points": 150, "reason": "lost update"}
     )
     assert up.status_code == 200, up.text
-    assert up.json() == {"userId": user, "newScore": 160, "rank": 1}
+    assert up.json() == {**GLOBAL_ALL, "userId": user, "newScore": 160, "rank": 1}
     assert board_of(await api.leaderboard()) == {user: 160, rival: 100}
     assert await stored_score(settings, user) == 160
 
@@ -324,7 +328,7 @@ async def test_adjusting_up_moves_the_score_rank_and_board(api: Api, settings: S
         "adjust",
         "lost update",
     )
-    assert audit["details"] == {"points": 150, "newScore": 160}
+    assert audit["details"] == {**GLOBAL_ALL, "points": 150, "newScore": 160}
 
 
 async def test_an_adjusted_user_keeps_scoring_from_the_new_score(api: Api) -> None:
@@ -332,7 +336,7 @@ async def test_an_adjusted_user_keeps_scoring_from_the_new_score(api: Api) -> No
     response = await admin_call(
         api, "POST", f"/api/admin/users/{user}/adjust", {"points": 25, "reason": "prize"}
     )
-    assert response.json() == {"userId": user, "newScore": 25, "rank": 1}
+    assert response.json() == {**GLOBAL_ALL, "userId": user, "newScore": 25, "rank": 1}
     assert (await api.score(user))["newScore"] == 35
 
 
@@ -346,7 +350,7 @@ async def test_adjusting_down_moves_the_score_rank_and_board(api: Api, settings:
         api, "POST", f"/api/admin/users/{user}/adjust", {"points": -130, "reason": "overpaid"}
     )
     assert down.status_code == 200, down.text
-    assert down.json() == {"userId": user, "newScore": 70, "rank": 2}
+    assert down.json() == {**GLOBAL_ALL, "userId": user, "newScore": 70, "rank": 2}
     assert board_of(await api.leaderboard()) == {user: 70, rival: 100}
     assert await stored_score(settings, user) == 70
 
@@ -354,7 +358,7 @@ async def test_adjusting_down_moves_the_score_rank_and_board(api: Api, settings:
     assert (latest["actionType"], latest["scoreChange"]) == ("admin_adjust", -130)
     [audit] = await audit_rows(settings, user)
     assert (audit["admin_id"], audit["action"], audit["reason"]) == (ADMIN_ID, "adjust", "overpaid")
-    assert audit["details"] == {"points": -130, "newScore": 70}
+    assert audit["details"] == {**GLOBAL_ALL, "points": -130, "newScore": 70}
 
 
 async def test_adjusting_below_zero_is_refused_and_changes_nothing(
@@ -397,7 +401,7 @@ async def test_reset_sets_the_score_to_zero(api: Api, settings: Settings) -> Non
     assert await stored_score(settings, user) == 0
     [audit] = await audit_rows(settings, user)
     assert (audit["admin_id"], audit["action"], audit["reason"]) == (ADMIN_ID, "reset", "bot farm")
-    assert audit["details"] == {"previousScore": 110, "newScore": 0}
+    assert audit["details"] == {**GLOBAL_ALL, "previousScore": 110, "newScore": 0}
 
     # Scoring starts again from zero.
     assert (await api.score(user))["newScore"] == 10
@@ -561,7 +565,13 @@ def test_the_route_list_covers_every_admin_route(tmp_path: Path) -> None:
         if method not in ("HEAD", "OPTIONS")
     }
     listed = {
-        (method, template.replace("{flag}", "{flag_id:str}").replace("{user}", "{user_id:str}"))
+        (
+            method,
+            template.replace("{flag}", "{flag_id:str}")
+            .replace("{user}", "{user_id:str}")
+            .replace("/boards/weekend", "/boards/{board:str}")
+            .replace("/boards/global", "/boards/{board:str}"),
+        )
         for method, template, _ in ADMIN_ROUTES
     }
     assert served == listed

@@ -13,12 +13,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from scoreboard.leaderboard.ranking import MemoryRanking, RankedEntry
 from scoreboard.leaderboard.redis_ranking import RedisRanking
-from tests.leaderboard.test_ranking import brute_force, user
+from scoreboard.records import BoardPeriod, Order, UserScore
+from tests.leaderboard.test_ranking import KEY, brute_force, user
 
 pytest_plugins = ["tests.redis_support"]
+
+
+def on(users: list[UserScore]) -> list[tuple[BoardPeriod, UserScore]]:
+    return [(KEY, u) for u in users]
 
 
 @pytest.fixture
@@ -36,30 +42,30 @@ async def other_client(redis_url: str) -> AsyncIterator[Redis]:
 
 async def test_ties_share_a_rank_and_the_next_rank_skips(ranking: RedisRanking) -> None:
     await ranking.replace_all(
-        [user("a", 50, 1), user("b", 40, 1, 2), user("c", 40, 1, 1), user("d", 30, 1)]
+        KEY, [user("a", 50, 1), user("b", 40, 1, 2), user("c", 40, 1, 1), user("d", 30, 1)]
     )
-    top = await ranking.top(10)
+    top = await ranking.top(KEY, 10)
     assert [(e.user_id, e.rank) for e in top] == [("a", 1), ("c", 2), ("b", 2), ("d", 4)]
-    assert await ranking.rank_of("b") == RankedEntry("b", "name-b", 40, 2)
-    assert await ranking.top(0) == []
+    assert await ranking.rank_of(KEY, "b") == RankedEntry("b", "name-b", 40, 2)
+    assert await ranking.top(KEY, 0) == []
 
 
 async def test_first_to_reach_a_score_is_listed_first(ranking: RedisRanking) -> None:
-    await ranking.apply([user("late", 10, 1, at=5), user("early", 10, 1, at=1)])
-    assert [e.user_id for e in await ranking.top(2)] == ["early", "late"]
-    await ranking.apply([user("late", 20, 2, at=6)])
-    await ranking.apply([user("early", 20, 2, at=7)])
-    assert [e.user_id for e in await ranking.top(2)] == ["late", "early"]
+    await ranking.apply(on([user("late", 10, 1, at=5), user("early", 10, 1, at=1)]))
+    assert [e.user_id for e in await ranking.top(KEY, 2)] == ["early", "late"]
+    await ranking.apply(on([user("late", 20, 2, at=6)]))
+    await ranking.apply(on([user("early", 20, 2, at=7)]))
+    assert [e.user_id for e in await ranking.top(KEY, 2)] == ["late", "early"]
 
 
 async def test_a_stale_version_never_overwrites_a_newer_one(ranking: RedisRanking) -> None:
-    await ranking.apply([user("a", 30, 3)])
-    revision = await ranking.revision()
-    await ranking.apply([user("a", 20, 2)])
-    await ranking.apply([user("a", 99, 3)])  # the same version is not newer either
-    assert await ranking.rank_of("a") == RankedEntry("a", "name-a", 30, 1)
-    assert await ranking.revision() == revision
-    assert await ranking.rank_of("nobody") is None
+    await ranking.apply(on([user("a", 30, 3)]))
+    revision = await ranking.revision(KEY)
+    await ranking.apply(on([user("a", 20, 2)]))
+    await ranking.apply(on([user("a", 99, 3)]))  # the same version is not newer either
+    assert await ranking.rank_of(KEY, "a") == RankedEntry("a", "name-a", 30, 1)
+    assert await ranking.revision(KEY) == revision
+    assert await ranking.rank_of(KEY, "nobody") is None
 
 
 async def test_versions_applied_concurrently_and_out_of_order_settle_on_the_newest(
@@ -73,43 +79,43 @@ async def test_versions_applied_concurrently_and_out_of_order_settle_on_the_newe
     ]
     random.Random(4).shuffle(updates)
     await asyncio.gather(
-        *((ranking if i % 2 else elsewhere).apply([update]) for i, update in enumerate(updates))
+        *((ranking if i % 2 else elsewhere).apply(on([update])) for i, update in enumerate(updates))
     )
-    top = await ranking.top(10)
+    top = await ranking.top(KEY, 10)
     assert [(e.user_id, e.score) for e in top] == [(f"u{i}", 400 + i) for i in range(4, -1, -1)]
-    assert await ranking.find_drift([u for u in updates if u.version == 40]) is None
+    assert await ranking.find_drift(KEY, [u for u in updates if u.version == 40]) is None
 
 
 async def test_around_gives_neighbours_with_their_ranks(ranking: RedisRanking) -> None:
-    await ranking.replace_all([user(f"u{i}", 100 - i * 10, 1) for i in range(6)])
-    around = await ranking.around("u3", 2)
+    await ranking.replace_all(KEY, [user(f"u{i}", 100 - i * 10, 1) for i in range(6)])
+    around = await ranking.around(KEY, "u3", 2)
     assert around is not None
     assert around.me == RankedEntry("u3", "name-u3", 70, 4)
     assert [e.user_id for e in around.above] == ["u1", "u2"]
     assert [(e.user_id, e.rank) for e in around.below] == [("u4", 5), ("u5", 6)]
-    assert await ranking.around("nobody", 2) is None
+    assert await ranking.around(KEY, "nobody", 2) is None
 
 
 async def test_scores_up_to_a_quadrillion_rank_exactly(ranking: RedisRanking) -> None:
     big = 10**15
-    await ranking.apply([user("a", big, 1), user("b", big - 1, 1), user("c", big, 1, at=1)])
-    assert [(e.user_id, e.score, e.rank) for e in await ranking.top(3)] == [
+    await ranking.apply(on([user("a", big, 1), user("b", big - 1, 1), user("c", big, 1, at=1)]))
+    assert [(e.user_id, e.score, e.rank) for e in await ranking.top(KEY, 3)] == [
         ("a", big, 1),
         ("c", big, 1),
         ("b", big - 1, 3),
     ]
     with pytest.raises(ValueError, match="outside"):
-        await ranking.apply([user("d", 2**53, 1)])
+        await ranking.apply(on([user("d", 2**53, 1)]))
 
 
 async def test_the_revision_keeps_growing_after_redis_lost_it(
     ranking: RedisRanking, redis_client: Redis
 ) -> None:
-    await ranking.apply([user("a", 1, 1)])
-    before = await ranking.revision()
-    await redis_client.delete(ranking.keys.revision)
-    await ranking.apply([user("a", 2, 2)])
-    assert await ranking.revision() > before
+    await ranking.apply(on([user("a", 1, 1)]))
+    before = await ranking.revision(KEY)
+    await redis_client.delete(ranking.keys(KEY).revision)
+    await ranking.apply(on([user("a", 2, 2)]))
+    assert await ranking.revision(KEY) > before
 
 
 batches = st.lists(
@@ -130,69 +136,87 @@ batches = st.lists(
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(batches=batches, limit=st.integers(min_value=1, max_value=12))
+@given(
+    batches=batches,
+    limit=st.integers(min_value=1, max_value=12),
+    offset=st.integers(min_value=0, max_value=10),
+    order=st.sampled_from(Order),
+)
 async def test_redis_ranking_equals_memory_ranking_after_any_updates(
     redis_client: Redis,
     redis_prefix: str,
     batches: list[list[tuple[str, int, int, int]]],
     limit: int,
+    offset: int,
+    order: Order,
 ) -> None:
-    ranking = RedisRanking(redis_client, f"{redis_prefix}{uuid.uuid4().hex}:")
+    key = BoardPeriod("b", uuid.uuid4().hex, order)
+    ranking = RedisRanking(redis_client, redis_prefix)
     memory = MemoryRanking()
+    truth: dict[str, UserScore] = {}
     for batch in batches:
         updates = [user(user_id, score, version, at) for user_id, score, at, version in batch]
-        before = (await memory.revision(), await ranking.revision())
-        await memory.apply(updates)
-        await ranking.apply(updates)
-        changed = (await memory.revision() > before[0], await ranking.revision() > before[1])
+        before = (await memory.revision(key), await ranking.revision(key))
+        changes = [(key, u) for u in updates]
+        assert await ranking.apply(changes) == await memory.apply(changes)
+        changed = (await memory.revision(key) > before[0], await ranking.revision(key) > before[1])
         assert changed[0] == changed[1]
-    expected = await memory.top(100)
-    assert expected == brute_force(memory._users)
-    assert await ranking.top(limit) == expected[:limit]
+        for update in updates:
+            if update.user_id not in truth or update.version > truth[update.user_id].version:
+                truth[update.user_id] = update
+    expected = brute_force(truth, order)
+    assert await memory.top(key, 100) == expected
+    assert await ranking.top(key, limit) == expected[:limit]
+    assert await ranking.top(key, limit, offset) == expected[offset : offset + limit]
+    assert await ranking.total(key) == len(expected)
+    some = [*sorted(truth)[1::2], "nobody"]
+    assert await ranking.ranks_of(key, some) == await memory.ranks_of(key, some)
     for entry in expected:
-        assert await ranking.rank_of(entry.user_id) == entry
-        assert await ranking.around(entry.user_id, 2) == await memory.around(entry.user_id, 2)
+        assert await ranking.rank_of(key, entry.user_id) == entry
+        assert await ranking.around(key, entry.user_id, 2) == await memory.around(
+            key, entry.user_id, 2
+        )
 
 
 async def test_readers_see_the_old_board_until_a_rebuild_swaps_in_the_new_one(
     ranking: RedisRanking, other_client: Redis, redis_prefix: str
 ) -> None:
-    await ranking.replace_all([user(f"old{i}", 1000 + i, 1) for i in range(100)])
-    old_top = await ranking.top(3)
+    await ranking.replace_all(KEY, [user(f"old{i}", 1000 + i, 1) for i in range(100)])
+    old_top = await ranking.top(KEY, 3)
     fresh = [user(f"new{i}", i, 1) for i in range(20_000)]
     new_top = [
         RankedEntry(f"new{i}", f"name-new{i}", i, 20_000 - i) for i in (19_999, 19_998, 19_997)
     ]
     reader = RedisRanking(other_client, redis_prefix)
-    rebuild = asyncio.create_task(ranking.replace_all(fresh))
+    rebuild = asyncio.create_task(ranking.replace_all(KEY, fresh))
     reads_during_rebuild = 0
     while not rebuild.done():
-        assert await reader.top(3) in (old_top, new_top)
+        assert await reader.top(KEY, 3) in (old_top, new_top)
         reads_during_rebuild += 1
     await rebuild
     assert reads_during_rebuild > 1
-    assert [e.user_id for e in await reader.top(2)] == ["new19999", "new19998"]
-    assert await reader.rank_of("old0") is None
-    assert await reader.find_drift(fresh) is None
-    assert [key async for key in other_client.scan_iter(f"{redis_prefix}rebuild:*")] == []
+    assert [e.user_id for e in await reader.top(KEY, 2)] == ["new19999", "new19998"]
+    assert await reader.rank_of(KEY, "old0") is None
+    assert await reader.find_drift(KEY, fresh) is None
+    assert [key async for key in other_client.scan_iter(f"{redis_prefix}*rebuild:*")] == []
 
 
 async def test_a_failed_rebuild_leaves_the_old_board_and_no_leftovers(
     ranking: RedisRanking, redis_client: Redis, redis_prefix: str
 ) -> None:
-    await ranking.replace_all([user("a", 5, 1)])
+    await ranking.replace_all(KEY, [user("a", 5, 1)])
     snapshot = [user(f"u{i}", i, 1) for i in range(25_000)] + [user("huge", 2**53, 1)]
     with pytest.raises(ValueError, match="outside"):
-        await ranking.replace_all(snapshot)
-    assert [e.user_id for e in await ranking.top(5)] == ["a"]
-    assert [key async for key in redis_client.scan_iter(f"{redis_prefix}rebuild:*")] == []
+        await ranking.replace_all(KEY, snapshot)
+    assert [e.user_id for e in await ranking.top(KEY, 5)] == ["a"]
+    assert [key async for key in redis_client.scan_iter(f"{redis_prefix}*rebuild:*")] == []
 
 
 async def test_rebuilding_from_nothing_empties_the_board(ranking: RedisRanking) -> None:
-    await ranking.apply([user("a", 5, 1)])
-    await ranking.replace_all([])
-    assert await ranking.top(10) == []
-    assert await ranking.find_drift([]) is None
+    await ranking.apply(on([user("a", 5, 1)]))
+    await ranking.replace_all(KEY, [])
+    assert await ranking.top(KEY, 10) == []
+    assert await ranking.find_drift(KEY, []) is None
 
 
 async def test_only_one_instance_holds_the_rebuild_lock(
@@ -201,7 +225,7 @@ async def test_only_one_instance_holds_the_rebuild_lock(
     elsewhere = RedisRanking(other_client, redis_prefix)
 
     async def try_rebuild(candidate: RedisRanking) -> bool:
-        async with candidate.rebuild_lock() as acquired:
+        async with candidate.rebuild_lock(KEY) as acquired:
             await asyncio.sleep(0.1)
             return acquired
 
@@ -209,7 +233,7 @@ async def test_only_one_instance_holds_the_rebuild_lock(
         False,
         True,
     ]
-    async with elsewhere.rebuild_lock() as acquired:
+    async with elsewhere.rebuild_lock(KEY) as acquired:
         assert acquired  # released by whoever held it
 
 
@@ -217,13 +241,13 @@ async def test_an_expired_holder_does_not_release_the_next_holders_lock(
     ranking: RedisRanking, other_client: Redis, redis_prefix: str
 ) -> None:
     elsewhere = RedisRanking(other_client, redis_prefix)
-    late = ranking.rebuild_lock(lease_seconds=0.1)
+    late = ranking.rebuild_lock(KEY, lease_seconds=0.1)
     assert await late.__aenter__()
     await asyncio.sleep(0.2)  # its lease runs out
-    async with elsewhere.rebuild_lock() as acquired:
+    async with elsewhere.rebuild_lock(KEY) as acquired:
         assert acquired
         await late.__aexit__(None, None, None)  # the first holder finishes late
-        async with ranking.rebuild_lock() as acquired_again:
+        async with ranking.rebuild_lock(KEY) as acquired_again:
             assert not acquired_again  # still held by the second holder
 
 
@@ -231,40 +255,66 @@ async def test_a_change_applied_during_a_rebuild_survives_the_older_snapshot(
     ranking: RedisRanking, other_client: Redis, redis_prefix: str
 ) -> None:
     elsewhere = RedisRanking(other_client, redis_prefix)
-    async with ranking.rebuild_lock() as acquired:
+    async with ranking.rebuild_lock(KEY) as acquired:
         assert acquired
         snapshot = [user("a", 10, 1), user("b", 20, 1)]  # read from the database now
-        await elsewhere.apply([user("a", 30, 2)])  # committed and applied after the read
-        await ranking.replace_all(snapshot)
-    assert [(e.user_id, e.score) for e in await ranking.top(2)] == [("a", 30), ("b", 20)]
+        await elsewhere.apply(on([user("a", 30, 2)]))  # committed and applied after the read
+        await ranking.replace_all(KEY, snapshot)
+    assert [(e.user_id, e.score) for e in await ranking.top(KEY, 2)] == [("a", 30), ("b", 20)]
     # Without the lock nothing is journaled, and the older snapshot wins: why it exists.
-    await elsewhere.apply([user("b", 40, 2)])
-    await ranking.replace_all([user("a", 30, 2), user("b", 20, 1)])
-    assert await ranking.rank_of("b") == RankedEntry("b", "name-b", 20, 2)
+    await elsewhere.apply(on([user("b", 40, 2)]))
+    await ranking.replace_all(KEY, [user("a", 30, 2), user("b", 20, 1)])
+    assert await ranking.rank_of(KEY, "b") == RankedEntry("b", "name-b", 20, 2)
 
 
 async def test_drift_is_detected_and_repaired_by_a_rebuild(
     ranking: RedisRanking, redis_client: Redis
 ) -> None:
     committed = [user(f"u{i}", i * 3, 2) for i in range(50)]
-    await ranking.replace_all(committed)
-    assert await ranking.find_drift(committed) is None
-    await ranking.apply([user("u1", 500, 3)])  # newer than the snapshot: not drift
-    assert await ranking.find_drift(committed) is None
+    await ranking.replace_all(KEY, committed)
+    assert await ranking.find_drift(KEY, committed) is None
+    await ranking.apply(on([user("u1", 500, 3)]))  # newer than the snapshot: not drift
+    assert await ranking.find_drift(KEY, committed) is None
 
     corruptions: list[tuple[Callable[[], Awaitable[object]], str]] = [
-        (lambda: redis_client.delete(ranking.keys.board), "structures disagree"),
-        (lambda: redis_client.delete(*ranking.keys.structures), "user u0 is missing"),
-        (lambda: redis_client.zadd(ranking.keys.board, {"u7": 999}), "u7 scores 999"),
-        (lambda: redis_client.hdel(ranking.keys.users, "u9"), "structures disagree"),
-        (lambda: ranking.apply([user("ghost", 1, 1)]), "1 cached users are not in the"),
+        (lambda: redis_client.delete(ranking.keys(KEY).board), "structures disagree"),
+        (lambda: redis_client.delete(*ranking.keys(KEY).structures), "user u0 is missing"),
+        (lambda: redis_client.zadd(ranking.keys(KEY).board, {"u7": 999}), "u7 scores 999"),
+        (lambda: redis_client.hdel(ranking.keys(KEY).users, "u9"), "structures disagree"),
+        (lambda: ranking.apply(on([user("ghost", 1, 1)])), "1 cached users are not in the"),
     ]
     for corrupt, symptom in corruptions:
         await corrupt()
-        drift = await ranking.find_drift(committed)
+        drift = await ranking.find_drift(KEY, committed)
         assert drift is not None
         assert symptom in drift
-        await ranking.replace_all(committed)
-        assert await ranking.find_drift(committed) is None
+        await ranking.replace_all(KEY, committed)
+        assert await ranking.find_drift(KEY, committed) is None
     stale = [*committed[:5], user("u5", 15, 3), *committed[6:]]
-    assert await ranking.find_drift(stale) == "user u5 is at version 2, not 3"
+    assert await ranking.find_drift(KEY, stale) == "user u5 is at version 2, not 3"
+
+
+async def test_a_board_periods_keys_share_one_slot_and_boards_spread_over_slots(
+    ranking: RedisRanking,
+) -> None:
+    keys = ranking.keys(KEY)
+    names = [*keys.all, keys.rebuild_lock, *keys.loading("token")]
+    assert len({key_slot(name.encode()) for name in names}) == 1
+    boards = {
+        key_slot(ranking.keys(BoardPeriod(f"board{i}", "2026-W49")).board.encode())
+        for i in range(20)
+    }
+    assert len(boards) >= 15  # 20 boards on 16,384 slots: nearly all apart
+
+
+async def test_a_dropped_period_leaves_no_keys_and_its_neighbours_alone(
+    ranking: RedisRanking, redis_client: Redis, redis_prefix: str
+) -> None:
+    other = BoardPeriod("global", "all.2")
+    await ranking.apply([(KEY, user("a", 5, 1)), (other, user("a", 9, 1))])
+    await ranking.drop(KEY)
+    assert await ranking.top(KEY, 5) == []
+    assert [e.score for e in await ranking.top(other, 5)] == [9]
+    left = [key async for key in redis_client.scan_iter(f"{redis_prefix}*")]
+    assert left
+    assert all(b"{global/all.2}" in key for key in left)

@@ -13,10 +13,11 @@ from redis.asyncio import Redis
 from scoreboard.auth.principal import Principal
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.live import redis_tickets
-from scoreboard.live.broadcaster import ScoreEvent
+from scoreboard.live.broadcaster import Event
 from scoreboard.live.redis_broadcaster import RedisBroadcaster
 from scoreboard.live.redis_tickets import RedisWsTicketStore
 from scoreboard.live.tickets import TooManyTickets
+from scoreboard.records import BoardsChanged, ScoreEvent
 
 if TYPE_CHECKING:
     from tests.redis_support import RedisServer
@@ -29,15 +30,15 @@ class Inbox:
     """A handler that remembers what it heard and lets a test wait for it."""
 
     def __init__(self) -> None:
-        self.events: list[ScoreEvent] = []
+        self.events: list[Event] = []
         self._arrived = asyncio.Condition()
 
-    async def __call__(self, event: ScoreEvent) -> None:
+    async def __call__(self, event: Event) -> None:
         async with self._arrived:
             self.events.append(event)
             self._arrived.notify_all()
 
-    async def wait_for(self, count: int) -> list[ScoreEvent]:
+    async def wait_for(self, count: int) -> list[Event]:
         async with self._arrived:
             await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.events) >= count), WAIT)
         return self.events
@@ -78,7 +79,7 @@ async def test_an_event_published_on_one_instance_reaches_every_instance(
     two_instances: list[tuple[RedisBroadcaster, Inbox]],
 ) -> None:
     (first, first_inbox), (_, second_inbox) = two_instances
-    event = ScoreEvent("alice", 42, 1)
+    event = ScoreEvent("global", "all", "alice", 42, 1)
     await first.publish(event)
     assert await second_inbox.wait_for(1) == [event]
     assert await first_inbox.wait_for(1) == [event]  # once: through Redis, not also locally
@@ -86,19 +87,43 @@ async def test_an_event_published_on_one_instance_reaches_every_instance(
     assert len(first_inbox.events) == len(second_inbox.events) == 1
 
 
+async def test_each_board_has_its_own_channel_and_board_changes_reach_everyone(
+    two_instances: list[tuple[RedisBroadcaster, Inbox]], redis_client: Redis, redis_prefix: str
+) -> None:
+    (first, first_inbox), (_, second_inbox) = two_instances
+    daily = ScoreEvent("daily", "2026-12-02", "bob", 5, 1)
+    weekly = ScoreEvent("weekly", "2026-W49", "bob", 5, 1)
+    changed = BoardsChanged(7)
+    # Listen the way an outsider would, on the daily board's channel only.
+    async with redis_client.pubsub() as spy:
+        await spy.subscribe(f"{redis_prefix}events:daily")
+        await first.publish(daily, weekly, changed)
+        assert await second_inbox.wait_for(3) == [daily, weekly, changed]
+        heard: list[bytes] = []
+        async with asyncio.timeout(WAIT):
+            while len(heard) < 1:
+                message = await spy.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message:
+                    heard.append(message["data"])
+        await asyncio.sleep(0.1)
+        assert await spy.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
+    assert b'"board":"daily"' in heard[0]
+    assert len(first_inbox.events) == 3
+
+
 async def test_a_stopped_instance_hears_nothing_until_it_starts_again(
     two_instances: list[tuple[RedisBroadcaster, Inbox]],
 ) -> None:
     (first, first_inbox), (second, second_inbox) = two_instances
     await second.stop()
-    await first.publish(ScoreEvent("alice", 1, 1))
+    await first.publish(ScoreEvent("global", "all", "alice", 1, 1))
     await first_inbox.wait_for(1)
     await asyncio.sleep(0.1)
     assert second_inbox.events == []
     await second.start()
     assert second.subscribed
-    await first.publish(ScoreEvent("alice", 2, 1))
-    assert [e.new_score for e in await second_inbox.wait_for(1)] == [2]
+    await first.publish(ScoreEvent("global", "all", "alice", 2, 1))
+    assert await second_inbox.wait_for(1) == [ScoreEvent("global", "all", "alice", 2, 1)]
 
 
 async def test_a_failing_handler_does_not_starve_the_others(
@@ -106,15 +131,15 @@ async def test_a_failing_handler_does_not_starve_the_others(
 ) -> None:
     broadcaster, inbox = RedisBroadcaster(redis_client, redis_prefix), Inbox()
 
-    async def broken(event: ScoreEvent) -> None:
+    async def broken(event: Event) -> None:
         raise RuntimeError("boom")
 
     broadcaster.subscribe(broken)
     broadcaster.subscribe(inbox)
     await broadcaster.start()
-    await broadcaster.publish(ScoreEvent("alice", 1, 1))
-    await broadcaster.publish(ScoreEvent("alice", 2, 1))
-    assert [e.new_score for e in await inbox.wait_for(2)] == [1, 2]
+    await broadcaster.publish(ScoreEvent("global", "all", "alice", 1, 1))
+    await broadcaster.publish(ScoreEvent("global", "all", "alice", 2, 1))
+    assert [getattr(e, "new_score", None) for e in await inbox.wait_for(2)] == [1, 2]
     await broadcaster.stop()
 
 
@@ -123,11 +148,15 @@ async def test_with_redis_unreachable_events_are_delivered_locally(
 ) -> None:
     broadcaster, inbox = RedisBroadcaster(dead_redis_client, "sbtest:dead:"), Inbox()
     broadcaster.subscribe(inbox)
-    await broadcaster.publish(ScoreEvent("alice", 1, 1))  # not started: tries Redis, then here
+    await broadcaster.publish(
+        ScoreEvent("global", "all", "alice", 1, 1)
+    )  # not started: tries Redis, then here
     await broadcaster.start(wait=0.5)
     assert not broadcaster.subscribed
-    await broadcaster.publish(ScoreEvent("alice", 2, 1))  # known outage: straight here
-    assert [e.new_score for e in inbox.events] == [1, 2]
+    await broadcaster.publish(
+        ScoreEvent("global", "all", "alice", 2, 1)
+    )  # known outage: straight here
+    assert [getattr(e, "new_score", None) for e in inbox.events] == [1, 2]
     await broadcaster.stop()
 
 
@@ -145,12 +174,15 @@ async def test_fan_out_resumes_by_itself_when_redis_comes_back(
         await listener.start()
         redis_server.stop()
         await eventually(lambda: not listener.subscribed)
-        await listener.publish(ScoreEvent("local", 1, 1))  # the outage: delivered here
-        assert [e.user_id for e in await inbox.wait_for(1)] == ["local"]
+        await listener.publish(
+            ScoreEvent("global", "all", "local", 1, 1)
+        )  # the outage: delivered here
+        assert [getattr(e, "user_id", None) for e in await inbox.wait_for(1)] == ["local"]
         redis_server.start()
         await eventually(lambda: listener.subscribed)
-        await publisher.publish(ScoreEvent("remote", 2, 1))
-        assert [e.user_id for e in await inbox.wait_for(2)] == ["local", "remote"]
+        await publisher.publish(ScoreEvent("global", "all", "remote", 2, 1))
+        got = await inbox.wait_for(2)
+        assert [getattr(e, "user_id", None) for e in got] == ["local", "remote"]
     finally:
         await listener.stop()
         await listener_client.aclose()

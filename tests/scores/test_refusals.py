@@ -28,6 +28,7 @@ from tests.helpers import (
     make_token,
     new_user,
     now_iso,
+    on_global,
 )
 
 PROBLEM_JSON = "application/problem+json"
@@ -112,7 +113,7 @@ async def test_a_forged_ticket_is_a_working_control(api: Api) -> None:
     alice = new_user()
     response = await post_update(api, forge_ticket(alice), user=alice)
     assert response.status_code == 200, response.text
-    assert response.json() == {"success": True, "newScore": 10, "rank": 1}
+    assert response.json() == {"success": True, "newScore": 10, "rank": 1, **on_global(10, 1)}
 
 
 async def test_a_ticket_signed_with_another_action_secret_is_refused(api: Api) -> None:
@@ -621,7 +622,7 @@ async def test_a_service_token_issues_for_another_user_and_the_ticket_is_theirs(
 
     completed = await post_update(api, body["actionId"], user=bob)
     assert completed.status_code == 200, completed.text
-    assert completed.json() == {"success": True, "newScore": 100, "rank": 1}
+    assert completed.json() == {"success": True, "newScore": 100, "rank": 1, **on_global(100, 1)}
     board = await api.leaderboard()
     assert [(e["userId"], e["score"]) for e in board] == [(bob, 100)]
 

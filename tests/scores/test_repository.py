@@ -14,8 +14,12 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scoreboard.database import create_engine, is_unavailable, migrate
 from scoreboard.errors import ScoreWouldBeNegative, ServiceUnavailable
+from scoreboard.records import GLOBAL, BoardPeriod
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
+from tests.helpers import board_registry
+
+KEY = BoardPeriod(GLOBAL, "all")
 
 
 def change(user: str, points: int = 10) -> ScoreChange:
@@ -27,6 +31,7 @@ def change(user: str, points: int = 10) -> ScoreChange:
         points=points,
         timestamp=datetime.now(UTC),
         client_ip="127.0.0.1",
+        boards=(GLOBAL,),
     )
 
 
@@ -34,7 +39,7 @@ def change(user: str, points: int = 10) -> ScoreChange:
 async def repository(database_url: str) -> AsyncIterator[ScoreRepository]:
     engine = create_engine(database_url)
     await migrate(engine)
-    repository = ScoreRepository(engine, max_batch=8)
+    repository = ScoreRepository(engine, await board_registry(engine), max_batch=8)
     await repository.start()
     yield repository
     await repository.stop()
@@ -48,7 +53,7 @@ async def test_one_bad_change_does_not_sink_its_batch(repository: ScoreRepositor
         *(repository.record(c) for c in changes), return_exceptions=True
     )
     assert [type(o) for o in outcomes] == [Recorded, ScoreWouldBeNegative, Recorded, Recorded]
-    assert {u.user_id: u.score for u in await repository.load_all()} == {
+    assert {u.user_id: u.score for u in await repository.load_period(KEY)} == {
         "good-1": 10,
         "good-2": 10,
         "good-3": 10,
@@ -59,7 +64,7 @@ async def sqlite_repository(tmp_path: Path, max_batch: int) -> tuple[ScoreReposi
     path = tmp_path / "locked.db"
     engine = create_engine(f"sqlite+aiosqlite:///{path}")
     await migrate(engine)
-    repository = ScoreRepository(engine, max_batch=max_batch)
+    repository = ScoreRepository(engine, await board_registry(engine), max_batch=max_batch)
     await repository.start()
     return repository, str(path)
 

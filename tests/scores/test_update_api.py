@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tests.helpers import Api, new_user, now_iso
+from tests.helpers import Api, new_user, now_iso, on_global
 
 
 async def test_completing_an_action_adds_its_points_and_ranks(api: Api) -> None:
     alice = new_user()
     first = await api.score(alice)
-    assert first == {"success": True, "newScore": 10, "rank": 1}
+    assert first == {"success": True, "newScore": 10, "rank": 1, **on_global(10, 1)}
     second = await api.score(alice, "big")
-    assert second == {"success": True, "newScore": 110, "rank": 1}
+    assert second == {"success": True, "newScore": 110, "rank": 1, **on_global(110, 1)}
 
 
 async def test_a_replay_is_refused_and_scores_nothing(api: Api) -> None:

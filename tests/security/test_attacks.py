@@ -61,6 +61,7 @@ from tests.helpers import (
     make_token,
     new_user,
     now_iso,
+    on_global,
     settings_env,
 )
 from tests.live.wsclient import closed_with, next_event, open_ws
@@ -713,7 +714,7 @@ async def test_a_ticket_rewritten_into_a_bigger_action_is_refused_and_flagged(ap
     await assert_refused(api, response, 422, "invalid_action", before)
     assert len(await flags_of(api, attacker, "forged_ticket")) == 1
     ok = await api.complete(attacker, genuine)
-    assert ok.json() == {"success": True, "newScore": 10, "rank": 1}
+    assert ok.json() == {"success": True, "newScore": 10, "rank": 1, **on_global(10, 1)}
 
 
 async def test_backdating_the_timestamp_does_not_revive_an_expired_ticket(api: Api) -> None:

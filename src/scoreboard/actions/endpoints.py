@@ -18,7 +18,8 @@ from scoreboard.ratelimit import per_user
     description=(
         "Returns a signed ticket worth the catalog's points for the action type. Complete it "
         "with POST /api/scores/update between notBefore and expiresAt. Needs `scores:write` "
-        "for oneself, or `actions:issue` to issue for another `userId`. Writes nothing."
+        "for oneself, or `actions:issue` to issue for another `userId` or with a `value` (what "
+        "best/latest boards rank). `boards` lists the boards it will feed. Writes nothing."
     ),
     tags=["actions"],
     guards=[per_user(lambda rates: rates.actions_per_user)],
@@ -31,7 +32,9 @@ async def issue_action(
 ) -> ActionTicketResponse:
     principal = current_principal(request)
     request_body = data or IssueActionRequest()
-    token, ticket = actions.issue(principal, request_body.type, request_body.user_id)
+    token, ticket, feeds = actions.issue(
+        principal, request_body.type, request_body.user_id, request_body.value
+    )
     return ActionTicketResponse(
         action_id=token,
         type=ticket.type,
@@ -39,4 +42,6 @@ async def issue_action(
         issued_at=ticket.issued_at,
         not_before=ticket.not_before,
         expires_at=ticket.expires_at,
+        boards=[entry.id for entry in feeds],
+        value=ticket.value,
     )

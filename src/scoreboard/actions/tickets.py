@@ -20,6 +20,7 @@ from scoreboard.keys import KeyMaterial
 
 AUDIENCE = "scoreboard:action"
 MAX_TICKET_LENGTH = 2048
+MAX_VALUE = 2**53 - 1  # what a Redis sorted set ranks exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class Ticket:
     issued_at: datetime
     not_before: datetime
     expires_at: datetime
+    value: int | None = None  # for best/latest boards, set by a trusted backend
 
 
 class TicketSigner:
@@ -38,7 +40,9 @@ class TicketSigner:
         self._current = keys.action_key
         self._keys = keys.action_keys
 
-    def issue(self, user_id: str, action: ActionType, now: datetime) -> tuple[str, Ticket]:
+    def issue(
+        self, user_id: str, action: ActionType, now: datetime, value: int | None = None
+    ) -> tuple[str, Ticket]:
         ticket = Ticket(
             nonce=str(uuid.uuid4()),
             user_id=user_id,
@@ -47,8 +51,9 @@ class TicketSigner:
             issued_at=now,
             not_before=now + timedelta(seconds=action.min_duration),
             expires_at=now + timedelta(seconds=action.ttl),
+            value=value,
         )
-        claims = {
+        claims: dict[str, Any] = {
             "aud": AUDIENCE,
             "jti": ticket.nonce,
             "sub": user_id,
@@ -58,6 +63,8 @@ class TicketSigner:
             "nbf": ticket.not_before.timestamp(),
             "exp": ticket.expires_at.timestamp(),
         }
+        if value is not None:
+            claims["val"] = value
         token = jwt.encode(
             claims, self._current.secret, algorithm="HS256", headers={"kid": self._current.kid}
         )
@@ -92,6 +99,7 @@ class TicketSigner:
                 issued_at=_time(claims["iat"]),
                 not_before=_time(claims["nbf"]),
                 expires_at=_time(claims["exp"]),
+                value=_value(claims.get("val")),
             )
         except (jwt.PyJWTError, TypeError, ValueError, OverflowError) as exc:
             raise InvalidAction("the action id is not a valid ticket") from exc
@@ -106,6 +114,14 @@ def _str(value: object, max_len: int) -> str:
 def _points(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 1_000_000:
         raise ValueError("bad points claim")
+    return value
+
+
+def _value(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_VALUE:
+        raise ValueError("bad value claim")
     return value
 
 

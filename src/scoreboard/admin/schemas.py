@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -15,9 +15,49 @@ class ReasonRequest(msgspec.Struct, forbid_unknown_fields=True):
     reason: Reason
 
 
+BoardId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="default global")]
+
+
 class AdjustRequest(msgspec.Struct, forbid_unknown_fields=True):
     points: Annotated[int, msgspec.Meta(ge=-1_000_000_000, le=1_000_000_000)]
     reason: Reason
+    board: BoardId = "global"
+
+
+class ResetRequest(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Reason
+    board: BoardId = "global"
+
+
+class BoardDefinitionRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """A runtime board. ``operator``, ``order``, ``reset`` and ``timezone`` are fixed once the
+    board exists; ``title``, ``keepPeriods`` and ``actions`` may change."""
+
+    reason: Reason
+    title: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    operator: Literal["sum", "best", "latest"] = "sum"
+    order: Literal["desc", "asc"] = "desc"
+    reset: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=200,
+            description="never, daily, weekly, monthly, manual, or a five-field cron expression",
+        ),
+    ] = "never"
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
+    keep_periods: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    # The number of actions is checked by the board registry: a length limit on the list
+    # itself makes Litestar answer 500 instead of 400 (its error collection loses it).
+    actions: list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = msgspec.field(
+        default_factory=list
+    )
+
+
+class RolloverView(msgspec.Struct, rename="camel"):
+    board: str
+    closed_period: str
+    period: str
 
 
 class FlagView(msgspec.Struct, rename="camel"):
@@ -42,6 +82,8 @@ class UpdateView(msgspec.Struct, rename="camel"):
     action_id: str
     action_type: str
     score_change: int
+    value: int | None
+    boards: dict[str, str]  # board -> period it counted in
     timestamp: datetime
     recorded_at: datetime
     client_ip: str | None
@@ -58,6 +100,8 @@ class ScoreChanged(msgspec.Struct, rename="camel"):
     user_id: str
     new_score: int
     rank: int
+    board: str
+    period: str
 
 
 class SuspensionView(msgspec.Struct, rename="camel"):

@@ -3,8 +3,9 @@
 Reads come from Redis. While Redis is away (or the cache is known to be stale) they come
 from the database instead, so the leaderboard keeps answering. A write that misses Redis
 marks the cache stale; the sync loop then rebuilds it from the database as soon as Redis
-answers, and also checks it against the database every ``interval`` seconds, rebuilding
-when it drifted. Only one instance rebuilds at a time (RedisRanking.rebuild_lock).
+answers, and also checks every readable board period against the database every
+``interval`` seconds, rebuilding the ones that drifted. Only one instance rebuilds a board
+period at a time (RedisRanking.rebuild_lock).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import TypeVar
 import structlog
 from redis.exceptions import RedisError
 
-from scoreboard.leaderboard.ranking import Neighbourhood, RankedEntry
+from scoreboard.leaderboard.ranking import Applied, Neighbourhood, RankedEntry
 from scoreboard.leaderboard.redis_ranking import RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
-from scoreboard.scores.models import UserScore
+from scoreboard.records import BoardPeriod, UserScore
 
 log = structlog.get_logger("scoreboard.cache")
 T = TypeVar("T")
@@ -32,12 +33,14 @@ class CachedRanking:
         self,
         cache: RedisRanking,
         database: SqlRanking,
-        load_committed: Callable[[], Awaitable[list[UserScore]]],
+        load_committed: Callable[[BoardPeriod], Awaitable[list[UserScore]]],
+        readable: Callable[[], Iterable[BoardPeriod]],
         interval: float,
     ) -> None:
         self._cache = cache
         self._database = database
         self._load_committed = load_committed
+        self._readable = readable
         self._interval = interval
         self.stale = True  # until the first sync has checked it
         self._task: asyncio.Task[None] | None = None
@@ -73,51 +76,88 @@ class CachedRanking:
         self.stale = True
         self._wake.set()
 
-    async def revision(self) -> int:
-        return await self._read(self._cache.revision, self._database.revision)
-
-    async def top(self, limit: int) -> list[RankedEntry]:
-        return await self._read(lambda: self._cache.top(limit), lambda: self._database.top(limit))
-
-    async def rank_of(self, user_id: str) -> RankedEntry | None:
+    async def revision(self, key: BoardPeriod) -> int:
         return await self._read(
-            lambda: self._cache.rank_of(user_id), lambda: self._database.rank_of(user_id)
+            lambda: self._cache.revision(key), lambda: self._database.revision(key)
         )
 
-    async def around(self, user_id: str, span: int) -> Neighbourhood | None:
+    async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]:
         return await self._read(
-            lambda: self._cache.around(user_id, span),
-            lambda: self._database.around(user_id, span),
+            lambda: self._cache.top(key, limit, offset),
+            lambda: self._database.top(key, limit, offset),
         )
 
-    async def apply(self, users: Sequence[UserScore]) -> None:
+    async def total(self, key: BoardPeriod) -> int:
+        return await self._read(lambda: self._cache.total(key), lambda: self._database.total(key))
+
+    async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
+        return await self._read(
+            lambda: self._cache.rank_of(key, user_id),
+            lambda: self._database.rank_of(key, user_id),
+        )
+
+    async def ranks_of(self, key: BoardPeriod, user_ids: Sequence[str]) -> list[RankedEntry]:
+        return await self._read(
+            lambda: self._cache.ranks_of(key, user_ids),
+            lambda: self._database.ranks_of(key, user_ids),
+        )
+
+    async def around(self, key: BoardPeriod, user_id: str, span: int) -> Neighbourhood | None:
+        return await self._read(
+            lambda: self._cache.around(key, user_id, span),
+            lambda: self._database.around(key, user_id, span),
+        )
+
+    async def apply(self, changes: Applied) -> list[RankedEntry | None]:
+        if not self.stale:
+            try:
+                return await self._cache.apply(changes)
+            except RedisError as exc:  # the database has it; the next sync puts it in the cache
+                self._mark_stale(exc)
+        return await self._database.apply(changes)
+
+    async def replace_all(self, key: BoardPeriod, users: Iterable[UserScore]) -> None:
+        await self._cache.replace_all(key, users)
+
+    async def drop(self, key: BoardPeriod) -> None:
         try:
-            await self._cache.apply(users)
-        except RedisError as exc:  # the database has it; the next sync puts it in the cache
+            await self._cache.drop(key)
+        except RedisError as exc:  # a later prune drops it again
             self._mark_stale(exc)
 
-    async def replace_all(self, users: Iterable[UserScore]) -> None:
-        await self._cache.replace_all(users)
-
-    async def sync(self, *, force: bool = False) -> str | None:
-        """Check the cache against the database and rebuild it if needed. Returns what was
-        wrong (None: nothing, or another instance is rebuilding)."""
+    async def sync(self, *, force: bool = False) -> dict[BoardPeriod, str]:
+        """Check every readable board period against the database and rebuild those that
+        drifted (or all, with ``force``). Returns what was wrong with each one rebuilt."""
+        rebuilt: dict[BoardPeriod, str] = {}
         try:
-            async with self._cache.rebuild_lock() as mine:
-                if not mine:
-                    return None
-                committed = await self._load_committed()
-                problem = "forced" if force else await self._cache.find_drift(committed)
+            for key in list(self._readable()):
+                problem = await self._sync_one(key, force)
                 if problem:
-                    log.warning("cache_rebuild", reason=problem, users=len(committed))
-                    await self._cache.replace_all(committed)
-                if self.stale:
-                    log.info("cache_ready", users=len(committed))
-                self.stale = False
-                return problem
+                    rebuilt[key] = problem
         except RedisError as exc:
             self._mark_stale(exc)
-            return None
+            return rebuilt
+        if self.stale:
+            log.info("cache_ready", boards=len(rebuilt))
+        self.stale = False
+        return rebuilt
+
+    async def _sync_one(self, key: BoardPeriod, force: bool) -> str | None:
+        async with self._cache.rebuild_lock(key) as mine:
+            if not mine:  # another instance is rebuilding it right now
+                return None
+            committed = await self._load_committed(key)
+            problem = "forced" if force else await self._cache.find_drift(key, committed)
+            if problem:
+                log.warning(
+                    "cache_rebuild",
+                    board=key.board,
+                    period=key.period,
+                    reason=problem,
+                    users=len(committed),
+                )
+                await self._cache.replace_all(key, committed)
+            return problem
 
     async def _sync_loop(self) -> None:
         while not self._stopping:

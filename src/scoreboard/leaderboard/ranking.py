@@ -1,8 +1,9 @@
 """Rankings: the protocol every backend implements, and the in-process one.
 
-The rule, identical in every backend: ``rank = 1 + number of users with a strictly higher
-score`` (competition ranking); listing order is score descending, then whoever reached that
-score first (``last_updated``), then user id.
+A ranking holds many boards, one per (board, period). The rule, identical in every backend:
+``rank = 1 + number of users with a strictly better score`` (competition ranking), better
+meaning higher on ``desc`` boards and lower on ``asc`` ones; listing order is best score
+first, then whoever reached that score first (``last_updated``), then user id.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 
 from sortedcontainers import SortedList
 
-from scoreboard.scores.models import UserScore
+from scoreboard.records import BoardPeriod, Order, UserScore
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,102 +34,171 @@ class Neighbourhood:
     below: list[RankedEntry]
 
 
+Applied = Sequence[tuple[BoardPeriod, UserScore]]
+
+
 class Ranking(Protocol):
-    """A ranking kept equal to the committed scores. ``apply`` ignores stale versions, so
+    """Rankings kept equal to the committed scores. ``apply`` ignores stale versions, so
     post-commit updates may arrive in any order."""
 
-    async def revision(self) -> int:
-        """Grows whenever anything in the ranking changes (cache key for encoded boards)."""
+    async def revision(self, key: BoardPeriod) -> int:
+        """Grows whenever anything in the board changes; never goes back, not even across
+        periods or restarts (it starts from the clock)."""
         ...
 
-    async def replace_all(self, users: Iterable[UserScore]) -> None: ...
+    async def replace_all(self, key: BoardPeriod, users: Iterable[UserScore]) -> None: ...
 
-    async def apply(self, users: Sequence[UserScore]) -> None: ...
+    async def apply(self, changes: Applied) -> list[RankedEntry | None]:
+        """Apply committed rows; return each one's standing right after."""
+        ...
 
-    async def top(self, limit: int) -> list[RankedEntry]: ...
+    async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]: ...
 
-    async def rank_of(self, user_id: str) -> RankedEntry | None: ...
+    async def total(self, key: BoardPeriod) -> int: ...
 
-    async def around(self, user_id: str, span: int) -> Neighbourhood | None: ...
+    async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None: ...
+
+    async def ranks_of(self, key: BoardPeriod, user_ids: Sequence[str]) -> list[RankedEntry]:
+        """Those of the users who are on the board, in listing order (a friends view)."""
+        ...
+
+    async def around(self, key: BoardPeriod, user_id: str, span: int) -> Neighbourhood | None: ...
+
+    async def drop(self, key: BoardPeriod) -> None:
+        """Forget a pruned period."""
+        ...
 
 
 SortKey = tuple[int, datetime, str]
 
 
-def sort_key(user: UserScore) -> SortKey:
-    return (-user.score, user.last_updated, user.user_id)
+def sort_key(user: UserScore, order: Order) -> SortKey:
+    """Listing order as a tuple: the signed score makes "better" sort first either way."""
+    return (-user.score if order is Order.DESC else user.score, user.last_updated, user.user_id)
 
 
-class MemoryRanking:
-    """Sorted in-process ranking: O(log n) updates and rank look-ups at a million users."""
+def clock_revision(previous: int = 0) -> int:
+    """The next revision: at least the clock in microseconds, so it keeps growing across
+    restarts and from one period's board to the next."""
+    return max(previous + 1, time.time_ns() // 1000)
 
-    def __init__(self) -> None:
-        self._users: dict[str, UserScore] = {}
-        self._order = SortedList()
-        # From the clock, so revisions (and the live versions made from them) keep growing
-        # across restarts.
-        self._revision = int(time.time() * 1000)
 
-    async def revision(self) -> int:
-        return self._revision
+class MemoryBoard:
+    """One board period, sorted in process: O(log n) updates and rank look-ups."""
 
-    async def replace_all(self, users: Iterable[UserScore]) -> None:
-        self._users = {user.user_id: user for user in users}
-        self._order = SortedList(sort_key(user) for user in self._users.values())
-        self._revision += 1
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.users: dict[str, UserScore] = {}
+        self.listing = SortedList()
+        self.revision = clock_revision()
 
-    async def apply(self, users: Sequence[UserScore]) -> None:
-        for user in users:
-            current = self._users.get(user.user_id)
-            if current is not None:
-                if current.version >= user.version:
-                    continue
-                self._order.remove(sort_key(current))
-            self._users[user.user_id] = user
-            self._order.add(sort_key(user))
-            self._revision += 1
+    def replace(self, users: Iterable[UserScore]) -> None:
+        self.users = {user.user_id: user for user in users}
+        self.listing = SortedList(sort_key(user, self.order) for user in self.users.values())
+        self.revision = clock_revision(self.revision)
 
-    def _rank_for_score(self, score: int) -> int:
-        return 1 + int(self._order.bisect_left((-score,)))
+    def apply(self, user: UserScore) -> None:
+        current = self.users.get(user.user_id)
+        if current is not None:
+            if current.version >= user.version:
+                return
+            self.listing.remove(sort_key(current, self.order))
+        self.users[user.user_id] = user
+        self.listing.add(sort_key(user, self.order))
+        self.revision = clock_revision(self.revision)
 
-    def _entry(self, key: SortKey, rank: int) -> RankedEntry:
-        user = self._users[key[2]]
-        return RankedEntry(
-            user_id=user.user_id, username=user.username, score=user.score, rank=rank
-        )
+    def rank_for(self, user: UserScore) -> int:
+        return 1 + int(self.listing.bisect_left((sort_key(user, self.order)[0],)))
 
-    def _entries(self, start: int, stop: int) -> list[RankedEntry]:
+    def entry(self, user_id: str, rank: int) -> RankedEntry:
+        user = self.users[user_id]
+        return RankedEntry(user.user_id, user.username, user.score, rank)
+
+    def entries(self, start: int, stop: int) -> list[RankedEntry]:
         """Entries at positions [start, stop): the first entry of a run of equal scores at
         position p has exactly p users above it; the rest of the run share its rank."""
         entries: list[RankedEntry] = []
-        for position, key in enumerate(self._order.islice(start, stop), start):
-            score = -key[0]
+        for position, key in enumerate(self.listing.islice(start, stop), start):
+            user = self.users[key[2]]
             if not entries:
-                rank = self._rank_for_score(score)
-            elif score != entries[-1].score:
+                rank = self.rank_for(user)
+            elif user.score != entries[-1].score:
                 rank = position + 1
             else:
                 rank = entries[-1].rank
-            entries.append(self._entry(key, rank))
+            entries.append(self.entry(user.user_id, rank))
         return entries
 
-    async def top(self, limit: int) -> list[RankedEntry]:
-        return self._entries(0, limit)
+    def standing(self, user_id: str) -> RankedEntry | None:
+        user = self.users.get(user_id)
+        return None if user is None else self.entry(user_id, self.rank_for(user))
 
-    async def rank_of(self, user_id: str) -> RankedEntry | None:
-        user = self._users.get(user_id)
-        if user is None:
-            return None
-        return self._entry(sort_key(user), self._rank_for_score(user.score))
 
-    async def around(self, user_id: str, span: int) -> Neighbourhood | None:
-        user = self._users.get(user_id)
-        if user is None:
-            return None
-        index = int(self._order.index(sort_key(user)))
-        start = max(0, index - span)
-        entries = self._entries(start, index + span + 1)
-        position = index - start
-        return Neighbourhood(
-            me=entries[position], above=entries[:position], below=entries[position + 1 :]
+class MemoryRanking:
+    """Every board period of this process, in memory (the embedded shape)."""
+
+    def __init__(self) -> None:
+        self._boards: dict[tuple[str, str], MemoryBoard] = {}
+
+    def _board(self, key: BoardPeriod) -> MemoryBoard:
+        board = self._boards.get((key.board, key.period))
+        if board is None:
+            board = self._boards[(key.board, key.period)] = MemoryBoard(key.order)
+        return board
+
+    def _existing(self, key: BoardPeriod) -> MemoryBoard | None:
+        return self._boards.get((key.board, key.period))
+
+    @property
+    def periods(self) -> int:
+        """How many board periods are held (pruning keeps this bounded)."""
+        return len(self._boards)
+
+    async def revision(self, key: BoardPeriod) -> int:
+        # A period nobody has scored in is not allocated by reading it: the clock, which
+        # its first change will pass.
+        board = self._existing(key)
+        return board.revision if board else clock_revision()
+
+    async def replace_all(self, key: BoardPeriod, users: Iterable[UserScore]) -> None:
+        self._board(key).replace(users)
+
+    async def apply(self, changes: Applied) -> list[RankedEntry | None]:
+        for key, user in changes:
+            self._board(key).apply(user)
+        return [self._board(key).standing(user.user_id) for key, user in changes]
+
+    async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]:
+        board = self._existing(key)
+        return board.entries(offset, offset + limit) if board else []
+
+    async def total(self, key: BoardPeriod) -> int:
+        board = self._existing(key)
+        return len(board.users) if board else 0
+
+    async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
+        board = self._existing(key)
+        return board.standing(user_id) if board else None
+
+    async def ranks_of(self, key: BoardPeriod, user_ids: Sequence[str]) -> list[RankedEntry]:
+        board = self._existing(key)
+        if board is None:
+            return []
+        present = sorted(
+            sort_key(board.users[u], board.order) for u in set(user_ids) if u in board.users
         )
+        return [board.entry(k[2], board.rank_for(board.users[k[2]])) for k in present]
+
+    async def around(self, key: BoardPeriod, user_id: str, span: int) -> Neighbourhood | None:
+        board = self._existing(key)
+        user = board.users.get(user_id) if board else None
+        if board is None or user is None:
+            return None
+        index = int(board.listing.index(sort_key(user, board.order)))
+        start = max(0, index - span)
+        entries = board.entries(start, index + span + 1)
+        position = index - start
+        return Neighbourhood(entries[position], entries[:position], entries[position + 1 :])
+
+    async def drop(self, key: BoardPeriod) -> None:
+        self._boards.pop((key.board, key.period), None)

@@ -1,5 +1,6 @@
 """The Lua half of the Redis ranking: every change and every listing runs as one script, so
-Redis applies it atomically and readers never see the three structures disagree.
+Redis applies it atomically and readers never see a board's three structures disagree. All
+keys of one script belong to one board period and share its hash tag (one cluster slot).
 
 Records in the users hash are JSON arrays ``[version, score, last_updated_us, order_member,
 username]``; scripts read only the version (index 1) and the order member (index 4).
@@ -7,16 +8,17 @@ username]``; scripts read only the version (index 1) and the order member (index
 
 from __future__ import annotations
 
-# Order members are f"{SCORE_CEILING - score:016d}|{last_updated_us:020d}|{user_id}": sorted
-# by bytes they list score descending, then first to reach it, then user id. Scores stay
+# Order members are f"{sortable score:016d}|{last_updated_us:020d}|{user_id}": sorted by
+# bytes they list the best score first (the sortable score is SCORE_CEILING - score on desc
+# boards, the score itself on asc ones), then first to reach it, then user id. Scores stay
 # below 2**53 because the board's ZSET scores are doubles, exact only up to there.
 SCORE_CEILING = 2**53
 SCORE_WIDTH = 16
 TIME_WIDTH = 20
 ORDER_ID_OFFSET = SCORE_WIDTH + 1 + TIME_WIDTH + 1
 
-# Shared by the scripts that write. ``upsert`` refuses anything not newer than what is stored,
-# so updates for one user may arrive in any order and from any instance.
+# Shared by the scripts. ``upsert`` refuses anything not newer than what is stored, so
+# updates for one user may arrive in any order and from any instance.
 _COMMON = """
 local function upsert(board, order, users, user_id, version, score, member, record)
   local stored = redis.call('HGET', users, user_id)
@@ -31,6 +33,14 @@ local function upsert(board, order, users, user_id, version, score, member, reco
   return true
 end
 
+-- 1 + the users with a strictly better score ('desc': higher is better, 'asc': lower).
+local function rank_for(board, score, direction)
+  if direction == 'asc' then
+    return 1 + redis.call('ZCOUNT', board, '-inf', '(' .. score)
+  end
+  return 1 + redis.call('ZCOUNT', board, '(' .. score, '+inf')
+end
+
 -- The revision never goes back, not even after Redis lost its data: it is at least the
 -- server clock in microseconds, so it can double as a cluster-wide version.
 local function bump(revision)
@@ -42,13 +52,16 @@ end
 """
 
 # KEYS: board, order, users, revision, rebuild lock, rebuild journal
-# ARGV: groups of (user_id, version, score, order_member, record)
+# ARGV: direction, then groups of (user_id, version, score, order_member, record)
+# Returns {record, rank} per group: the user's standing after the change (or after the newer
+# change already stored).
 APPLY = (
     _COMMON
     + """
 local rebuilding = redis.call('EXISTS', KEYS[5]) == 1
 local changed = 0
-for i = 1, #ARGV, 5 do
+local standings = {}
+for i = 2, #ARGV, 5 do
   local user_id = ARGV[i]
   if upsert(KEYS[1], KEYS[2], KEYS[3], user_id, tonumber(ARGV[i + 1]), ARGV[i + 2],
             ARGV[i + 3], ARGV[i + 4]) then
@@ -58,7 +71,13 @@ for i = 1, #ARGV, 5 do
   end
 end
 if changed > 0 then bump(KEYS[4]) end
-return changed
+for i = 2, #ARGV, 5 do
+  local user_id = ARGV[i]
+  standings[#standings + 1] = redis.call('HGET', KEYS[3], user_id)
+  local score = redis.call('ZSCORE', KEYS[1], user_id)
+  standings[#standings + 1] = rank_for(KEYS[1], score, ARGV[1])
+end
+return standings
 """
 )
 
@@ -86,18 +105,22 @@ return bump(KEYS[4])
 )
 
 # KEYS: board, order, users
-# ARGV: user_id and span (the neighbourhood of a user), or '' and limit (the top)
-# Returns {first position, users above the first listed, user ids, records}, or false.
-WINDOW = """
+# ARGV: direction, user_id and span (the neighbourhood of a user), or direction, '' , limit
+# and offset (a page of the listing).
+# Returns {first position, rank of the first listed, user ids, records}, or false.
+WINDOW = (
+    _COMMON
+    + """
 local start, stop
-if ARGV[1] == '' then
-  start, stop = 0, tonumber(ARGV[2]) - 1
+if ARGV[2] == '' then
+  start = tonumber(ARGV[4])
+  stop = start + tonumber(ARGV[3]) - 1
 else
-  local stored = redis.call('HGET', KEYS[3], ARGV[1])
+  local stored = redis.call('HGET', KEYS[3], ARGV[2])
   if not stored then return false end
   local index = redis.call('ZRANK', KEYS[2], cjson.decode(stored)[4])
   if not index then return redis.error_reply('ranking cache inconsistent: no order entry') end
-  local span = tonumber(ARGV[2])
+  local span = tonumber(ARGV[3])
   start, stop = math.max(0, index - span), index + span
 end
 local members = redis.call('ZRANGE', KEYS[2], start, stop)
@@ -110,6 +133,25 @@ for i, member in ipairs(members) do
 end
 local first_score = redis.call('ZSCORE', KEYS[1], ids[1])
 if not first_score then return redis.error_reply('ranking cache inconsistent: no score') end
-local above = redis.call('ZCOUNT', KEYS[1], '(' .. first_score, '+inf')
-return {start, above, ids, records}
-""".replace("ID_START", str(ORDER_ID_OFFSET + 1))  # Lua strings count from 1
+return {start, rank_for(KEYS[1], first_score, ARGV[1]), ids, records}
+"""
+).replace("ID_START", str(ORDER_ID_OFFSET + 1))  # Lua strings count from 1
+
+# KEYS: board, users
+# ARGV: direction, then user ids
+# Returns {user id, record, rank} for each of them on the board.
+RANKS = (
+    _COMMON
+    + """
+local found = {}
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score then
+    found[#found + 1] = ARGV[i]
+    found[#found + 1] = redis.call('HGET', KEYS[2], ARGV[i])
+    found[#found + 1] = rank_for(KEYS[1], score, ARGV[1])
+  end
+end
+return found
+"""
+)

@@ -1,7 +1,7 @@
-"""Ranking read straight from the database: the fallback when the Redis cache is away.
+"""Rankings read straight from the database: the fallback while the Redis cache is away.
 
-Same rule and order as every backend (score desc, first to reach it, user id). Reads only;
-the database is already the truth, so there is nothing to apply.
+Same rule and order as every backend. Reads only; the database is already the truth, so
+there is nothing to apply.
 """
 
 from __future__ import annotations
@@ -12,17 +12,31 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scoreboard.leaderboard.ranking import Neighbourhood, RankedEntry
-from scoreboard.scores.models import UserScore
+from scoreboard.leaderboard.ranking import Applied, Neighbourhood, RankedEntry
+from scoreboard.records import BoardPeriod, Order, UserScore
 from scoreboard.tables import user_scores
 
-ORDER = (user_scores.c.score.desc(), user_scores.c.last_updated, user_scores.c.user_id)
+COLUMNS = (user_scores.c.user_id, user_scores.c.username, user_scores.c.score)
 
 
-def _ahead_of(user: UserScore) -> ColumnElement[bool]:
+def _of(key: BoardPeriod) -> ColumnElement[bool]:
+    return and_(user_scores.c.board_id == key.board, user_scores.c.period_key == key.period)
+
+
+def _better(key: BoardPeriod, score: int) -> ColumnElement[bool]:
+    column = user_scores.c.score
+    return column > score if key.order is Order.DESC else column < score
+
+
+def _order(key: BoardPeriod) -> tuple[Any, ...]:
+    score = user_scores.c.score.desc() if key.order is Order.DESC else user_scores.c.score.asc()
+    return (score, user_scores.c.last_updated, user_scores.c.user_id)
+
+
+def _ahead_of(key: BoardPeriod, user: UserScore) -> ColumnElement[bool]:
     """Rows listed before this user."""
     return or_(
-        user_scores.c.score > user.score,
+        _better(key, user.score),
         and_(user_scores.c.score == user.score, user_scores.c.last_updated < user.last_updated),
         and_(
             user_scores.c.score == user.score,
@@ -36,30 +50,30 @@ class SqlRanking:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def revision(self) -> int:
+    async def revision(self, key: BoardPeriod) -> int:
         async with self._engine.connect() as conn:
-            total = await conn.scalar(select(func.coalesce(func.sum(user_scores.c.version), 0)))
-            return int(total or 0)
+            query = select(func.coalesce(func.sum(user_scores.c.version), 0)).where(_of(key))
+            return int(await conn.scalar(query) or 0)
 
-    async def replace_all(self, users: Iterable[UserScore]) -> None:
+    async def replace_all(self, key: BoardPeriod, users: Iterable[UserScore]) -> None:
         return None
 
-    async def apply(self, users: Sequence[UserScore]) -> None:
-        return None
+    async def apply(self, changes: Applied) -> list[RankedEntry | None]:
+        return [await self.rank_of(key, user.user_id) for key, user in changes]
 
-    async def _rank(self, score: int) -> int:
+    async def _rank(self, key: BoardPeriod, score: int) -> int:
         async with self._engine.connect() as conn:
-            higher = await conn.scalar(select(func.count()).where(user_scores.c.score > score))
-            return 1 + int(higher or 0)
+            query = select(func.count()).where(_of(key), _better(key, score))
+            return 1 + int(await conn.scalar(query) or 0)
 
-    async def _listing(self, query: Select[Any], start: int) -> list[RankedEntry]:
+    async def _listing(self, key: BoardPeriod, query: Select[Any], start: int) -> list[RankedEntry]:
         async with self._engine.connect() as conn:
             rows = list(await conn.execute(query))
         entries: list[RankedEntry] = []
         for position, row in enumerate(rows, start):
             user_id, username, score = row.user_id, row.username, int(row.score)
             if not entries:
-                rank = await self._rank(score)
+                rank = await self._rank(key, score)
             elif score != entries[-1].score:
                 rank = position + 1
             else:
@@ -67,34 +81,55 @@ class SqlRanking:
             entries.append(RankedEntry(user_id, username, score, rank))
         return entries
 
-    def _page(self, offset: int, limit: int) -> Select[Any]:
-        columns = (user_scores.c.user_id, user_scores.c.username, user_scores.c.score)
-        return select(*columns).order_by(*ORDER).offset(offset).limit(limit)
+    def _page(self, key: BoardPeriod, offset: int, limit: int) -> Select[Any]:
+        return select(*COLUMNS).where(_of(key)).order_by(*_order(key)).offset(offset).limit(limit)
 
-    async def top(self, limit: int) -> list[RankedEntry]:
-        return await self._listing(self._page(0, limit), 0)
+    async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]:
+        return await self._listing(key, self._page(key, offset, limit), offset)
 
-    async def _user(self, user_id: str) -> UserScore | None:
+    async def total(self, key: BoardPeriod) -> int:
         async with self._engine.connect() as conn:
-            query = select(user_scores).where(user_scores.c.user_id == user_id)
+            return int(await conn.scalar(select(func.count()).where(_of(key))) or 0)
+
+    async def _user(self, key: BoardPeriod, user_id: str) -> UserScore | None:
+        async with self._engine.connect() as conn:
+            query = select(user_scores).where(_of(key), user_scores.c.user_id == user_id)
             row = (await conn.execute(query)).first()
         if row is None:
             return None
         return UserScore(row.user_id, row.username, row.score, row.version, row.last_updated)
 
-    async def rank_of(self, user_id: str) -> RankedEntry | None:
-        user = await self._user(user_id)
+    async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
+        user = await self._user(key, user_id)
         if user is None:
             return None
-        return RankedEntry(user.user_id, user.username, user.score, await self._rank(user.score))
+        rank = await self._rank(key, user.score)
+        return RankedEntry(user.user_id, user.username, user.score, rank)
 
-    async def around(self, user_id: str, span: int) -> Neighbourhood | None:
-        user = await self._user(user_id)
+    async def ranks_of(self, key: BoardPeriod, user_ids: Sequence[str]) -> list[RankedEntry]:
+        query = (
+            select(*COLUMNS)
+            .where(_of(key), user_scores.c.user_id.in_(set(user_ids)))
+            .order_by(*_order(key))
+        )
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(query))
+        return [
+            RankedEntry(row.user_id, row.username, row.score, await self._rank(key, row.score))
+            for row in rows
+        ]
+
+    async def around(self, key: BoardPeriod, user_id: str, span: int) -> Neighbourhood | None:
+        user = await self._user(key, user_id)
         if user is None:
             return None
         async with self._engine.connect() as conn:
-            index = int(await conn.scalar(select(func.count()).where(_ahead_of(user))) or 0)
+            ahead = select(func.count()).where(_of(key), _ahead_of(key, user))
+            index = int(await conn.scalar(ahead) or 0)
         start = max(0, index - span)
-        entries = await self._listing(self._page(start, index - start + span + 1), start)
+        entries = await self._listing(key, self._page(key, start, index - start + span + 1), start)
         position = index - start
         return Neighbourhood(entries[position], entries[:position], entries[position + 1 :])
+
+    async def drop(self, key: BoardPeriod) -> None:
+        return None

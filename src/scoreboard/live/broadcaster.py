@@ -1,28 +1,24 @@
-"""How score changes reach the hubs that push them to clients.
+"""How score changes and board changes reach the hubs (and board registries) of every
+instance.
 
 The embedded shape delivers in-process; the Redis shape (production) implements the same
-protocol over pub/sub so a change on any instance reaches clients on every instance.
+protocol over pub/sub, one channel per board, so a change on any instance reaches clients
+on every instance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
+from scoreboard.records import BoardsChanged, ScoreEvent
 
-@dataclass(frozen=True, slots=True)
-class ScoreEvent:
-    user_id: str
-    new_score: int
-    rank: int
-
-
-Handler = Callable[[ScoreEvent], Awaitable[None]]
+Event = ScoreEvent | BoardsChanged
+Handler = Callable[[Event], Awaitable[None]]
 
 
 class Broadcaster(Protocol):
-    async def publish(self, event: ScoreEvent) -> None: ...
+    async def publish(self, *events: Event) -> None: ...
 
     def subscribe(self, handler: Handler) -> None: ...
 
@@ -33,9 +29,10 @@ class LocalBroadcaster:
     def __init__(self) -> None:
         self._handlers: list[Handler] = []
 
-    async def publish(self, event: ScoreEvent) -> None:
-        for handler in self._handlers:
-            await handler(event)
+    async def publish(self, *events: Event) -> None:
+        for event in events:
+            for handler in self._handlers:
+                await handler(event)
 
     def subscribe(self, handler: Handler) -> None:
         self._handlers.append(handler)

@@ -1,6 +1,7 @@
-"""One WebSocket client, with an outbox that can never grow: the latest leaderboard, the
-latest personal score, and a few control replies. A client that stops reading holds up only
-its own sender task, and is closed when a send takes longer than the send timeout."""
+"""One WebSocket client, with an outbox that can never grow: per board it follows (at most
+MAX_BOARDS_PER_CONNECTION), the latest leaderboard, the latest reset and the latest personal
+score; and a few control replies. A client that stops reading holds up only its own sender
+task, and is closed when a send takes longer than the send timeout."""
 
 from __future__ import annotations
 
@@ -29,36 +30,47 @@ class LiveConnection:
     expires_at: float | None
     send_timeout: float
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
-    _board: str | None = None
-    _personal: str | None = None
+    boards: set[str] = field(default_factory=set)  # the boards it follows
+    _resets: dict[str, str] = field(default_factory=dict)
+    _boards: dict[str, str] = field(default_factory=dict)
+    _personal: dict[str, str] = field(default_factory=dict)
     _control: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=MAX_CONTROL)
     )
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _closed: bool = False
 
-    def offer_board(self, frame: str) -> None:
-        """Latest wins: an unsent older snapshot is simply replaced."""
-        self._board = frame
+    def offer_board(self, board: str, frame: str) -> None:
+        """Latest wins per board: an unsent older snapshot is simply replaced."""
+        self._boards[board] = frame
         self._wake.set()
 
-    def offer_personal(self, frame: str) -> None:
-        self._personal = frame
+    def offer_reset(self, board: str, frame: str) -> None:
+        """Sent before the board's next snapshot, which then shows the new period."""
+        self._resets[board] = frame
+        self._wake.set()
+
+    def offer_personal(self, board: str, frame: str) -> None:
+        self._personal[board] = frame
         self._wake.set()
 
     def offer_control(self, frame: str) -> None:
         self._control.append(frame)
         self._wake.set()
 
+    def forget(self, board: str) -> None:
+        """Unsubscribed: drop what was waiting for that board."""
+        self.boards.discard(board)
+        for pending in (self._resets, self._boards, self._personal):
+            pending.pop(board, None)
+
     def _next(self) -> str | None:
         if self._control:
             return self._control.popleft()
-        if self._personal is not None:
-            frame, self._personal = self._personal, None
-            return frame
-        if self._board is not None:
-            frame, self._board = self._board, None
-            return frame
+        for pending in (self._resets, self._boards, self._personal):
+            if pending:
+                board = next(iter(pending))
+                return pending.pop(board)
         return None
 
     async def run_sender(self) -> None:

@@ -18,21 +18,28 @@ from litestar.exceptions import WebSocketDisconnect
 from scoreboard.auth.guards import ApiRequest, bearer_token, current_principal, requires
 from scoreboard.auth.principal import Principal, Scope
 from scoreboard.auth.tokens import TokenVerifier
+from scoreboard.boards.rules import BOARD_ID_PATTERN
 from scoreboard.config import Settings
 from scoreboard.errors import InvalidToken, ServiceUnavailable, problem_responses
 from scoreboard.live.connection import LiveConnection
-from scoreboard.live.hub import Hub, TooManyConnectionsError
+from scoreboard.live.hub import Hub, SubscriptionError, TooManyConnectionsError
 from scoreboard.live.protocol import (
+    KNOWN_MESSAGES,
+    MAX_BOARDS_PER_CONNECTION,
     MAX_CLIENT_MESSAGE,
+    ClientMessage,
     CloseCode,
-    ConnectionSuccess,
     ErrorEvent,
+    Ping,
     Pong,
+    Resync,
+    Subscribe,
     decode_client,
     encode,
 )
 from scoreboard.live.tickets import WsTicketStore
 from scoreboard.ratelimit import RateLimited, RateLimiter
+from scoreboard.records import GLOBAL
 
 log = structlog.get_logger("scoreboard.live")
 AnySocket = WebSocket[Any, Any, Any]
@@ -155,16 +162,47 @@ async def _receive(
         try:
             if not isinstance(data, str):
                 raise msgspec.DecodeError("binary frames are not accepted")
-            kind = decode_client(data).type
-        except msgspec.ValidationError:
+            request = decode_client(data)
+        except msgspec.ValidationError as exc:
+            unknown = "`$.type`" in str(exc) or "`type`" in str(exc)
             connection.offer_control(
-                encode(ErrorEvent("unknown_message", "known messages: ping, resync"))
+                encode(
+                    ErrorEvent("unknown_message", f"known messages: {KNOWN_MESSAGES}")
+                    if unknown
+                    else ErrorEvent("invalid_message", str(exc))
+                )
             )
             continue
         except msgspec.DecodeError:
             connection.offer_control(encode(ErrorEvent("malformed_message", "send JSON text")))
             continue
-        connection.offer_control(encode(Pong()) if kind == "ping" else hub.snapshot_frame())
+        await _handle(request, connection, hub)
+
+
+async def _handle(request: ClientMessage, connection: LiveConnection, hub: Hub) -> None:
+    if isinstance(request, Ping):
+        connection.offer_control(encode(Pong()))
+    elif isinstance(request, Resync):
+        hub.resync(connection)
+    elif isinstance(request, Subscribe):
+        try:
+            for feed in await hub.subscribe(connection, request.boards):
+                hub.snapshot(connection, feed)
+        except SubscriptionError as refusal:
+            connection.offer_control(encode(ErrorEvent(refusal.code, str(refusal))))
+    else:
+        hub.unsubscribe(connection, request.boards)
+
+
+def _requested_boards(socket: AnySocket) -> list[str]:
+    """``?board=a,b`` (default: global)."""
+    boards = [b.strip() for b in socket.query_params.get("board", GLOBAL).split(",")]
+    if len(boards) > MAX_BOARDS_PER_CONNECTION or not all(map(BOARD_ID_PATTERN.match, boards)):
+        raise Refusal(
+            CloseCode.NOT_FOUND,
+            f"board must be 1 to {MAX_BOARDS_PER_CONNECTION} comma-separated board ids",
+        )
+    return boards
 
 
 async def _expire(connection: LiveConnection) -> None:
@@ -182,6 +220,7 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
     await socket.accept()
     try:
         principal = await _authenticate(socket)
+        boards = _requested_boards(socket)
     except Refusal as refusal:
         await socket.close(code=refusal.code, reason=refusal.reason)
         return
@@ -198,9 +237,14 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
         await socket.close(code=CloseCode.TOO_MANY, reason=str(exc))
         return
     try:
-        await socket.send_text(
-            encode(ConnectionSuccess(connection.id, connection.user_id, hub.version, hub.entries))
-        )
+        try:
+            feeds = await hub.subscribe(connection, boards)
+        except SubscriptionError as refusal:
+            await socket.close(code=CloseCode.NOT_FOUND, reason=str(refusal))
+            return
+        await socket.send_text(hub.welcome(connection, feeds[0]))
+        for feed in feeds[1:]:
+            hub.snapshot(connection, feed)
         tasks = [
             asyncio.create_task(connection.run_sender()),
             asyncio.create_task(_receive(socket, connection, hub, settings)),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import IntEnum
-from typing import Literal
+from typing import Annotated
 
 import msgspec
 
 from scoreboard.leaderboard.schemas import LeaderboardEntry
 
 MAX_CLIENT_MESSAGE = 4096
+MAX_BOARDS_PER_CONNECTION = 10
 
 
 class CloseCode(IntEnum):
@@ -20,23 +21,40 @@ class CloseCode(IntEnum):
     TRY_AGAIN = 1013  # too slow to keep up: reconnect and resync
     UNAUTHORIZED = 4401  # missing/invalid token or ticket
     FORBIDDEN = 4403  # origin not allowed, or a scope is missing
+    NOT_FOUND = 4404  # ?board= names no active board
     TOO_MANY = 4429  # too many connections for this user or address
 
 
 class ConnectionSuccess(msgspec.Struct, rename="camel", tag="connection_success", tag_field="type"):
     connection_id: str
     user_id: str | None
+    board: str
+    period: str
+    period_end: datetime | None
     version: int
     leaderboard: list[LeaderboardEntry]
 
 
 class LeaderboardUpdate(msgspec.Struct, rename="camel", tag="leaderboard_update", tag_field="type"):
+    board: str
+    period: str
+    period_end: datetime | None
     version: int
     leaderboard: list[LeaderboardEntry]
     updated_at: datetime
 
 
+class BoardReset(msgspec.Struct, rename="camel", tag="board_reset", tag_field="type"):
+    """A new period began on a board: its (empty) board follows."""
+
+    board: str
+    period: str
+    previous_period: str
+
+
 class ScoreUpdate(msgspec.Struct, rename="camel", tag="score_update", tag_field="type"):
+    board: str
+    period: str
     user_id: str
     new_score: int
     rank: int
@@ -51,9 +69,30 @@ class Pong(msgspec.Struct, tag="pong", tag_field="type"):
     pass
 
 
-class ClientMessage(msgspec.Struct):
-    type: Literal["ping", "resync"]
+BoardIds = Annotated[
+    list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+    msgspec.Meta(min_length=1, max_length=MAX_BOARDS_PER_CONNECTION),
+]
 
+
+class Ping(msgspec.Struct, tag="ping", tag_field="type"):
+    pass
+
+
+class Resync(msgspec.Struct, tag="resync", tag_field="type"):
+    pass
+
+
+class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type"):
+    boards: BoardIds
+
+
+class Unsubscribe(msgspec.Struct, tag="unsubscribe", tag_field="type"):
+    boards: BoardIds
+
+
+ClientMessage = Ping | Resync | Subscribe | Unsubscribe
+KNOWN_MESSAGES = "ping, resync, subscribe, unsubscribe"
 
 _decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
@@ -64,5 +103,6 @@ def encode(event: msgspec.Struct) -> str:
 
 
 def decode_client(text: str) -> ClientMessage:
-    """Raises msgspec.DecodeError (malformed) or msgspec.ValidationError (unknown type)."""
+    """Raises msgspec.DecodeError (malformed) or msgspec.ValidationError (unknown type or
+    a message that does not fit it)."""
     return _decoder.decode(text)

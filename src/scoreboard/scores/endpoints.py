@@ -10,7 +10,7 @@ from scoreboard.auth.guards import ApiRequest, current_principal, requires
 from scoreboard.auth.principal import Scope
 from scoreboard.errors import problem_responses
 from scoreboard.ratelimit import per_user
-from scoreboard.scores.schemas import ScoreUpdateRequest, ScoreUpdateResponse
+from scoreboard.scores.schemas import BoardResult, ScoreUpdateRequest, ScoreUpdateResponse
 from scoreboard.scores.service import ScoreService
 
 
@@ -30,6 +30,7 @@ def _ip(host: str) -> str | None:
     description=(
         "Consumes an action ticket exactly once. The points are the ticket's; the timestamp "
         "must lie within the clock skew of server time and inside the ticket's window. "
+        "It counts on every board the action type feeds, in each board's current period. "
         "Acknowledged only after the update is durable."
     ),
     tags=["scores"],
@@ -40,7 +41,13 @@ async def update_score(
 ) -> ScoreUpdateResponse:
     principal = current_principal(request)
     client_ip = _ip(request.client.host) if request.client else None
-    new_score, rank = await scores.complete_action(
+    standings = await scores.complete_action(
         principal, data.action_id, data.completed_at(), client_ip
     )
-    return ScoreUpdateResponse(success=True, new_score=new_score, rank=rank)
+    primary = standings[0]
+    return ScoreUpdateResponse(
+        success=True,
+        new_score=primary.score,
+        rank=primary.rank,
+        boards=[BoardResult(s.board, s.period, s.score, s.rank) for s in standings],
+    )

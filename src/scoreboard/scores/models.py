@@ -3,10 +3,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from scoreboard.records import BoardPeriod, UserScore
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreChange:
-    """One accepted action ticket, about to be written."""
+    """One accepted action ticket (or admin adjustment), about to be written.
+
+    ``points`` count on ``sum`` boards, ``value`` is what ``best`` and ``latest`` boards rank.
+    ``boards`` are the ids it feeds, the primary one first; each lands in the period current
+    when the batch commits."""
 
     user_id: str
     username: str
@@ -15,22 +21,21 @@ class ScoreChange:
     points: int
     timestamp: datetime
     client_ip: str | None
+    boards: tuple[str, ...]
+    value: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class UserScore:
-    """A user's committed score. ``version`` grows with every commit that changes it."""
+class BoardScore:
+    """A change's result on one board: the score right after it, and the committed row."""
 
-    user_id: str
-    username: str
-    score: int
-    version: int
-    last_updated: datetime
+    key: BoardPeriod
+    new_score: int
+    user: UserScore
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """The outcome of one change: the score right after it, and the user's committed row."""
+    """The outcome of one change: its result on every board it fed, the primary one first."""
 
-    new_score: int
-    user: UserScore
+    boards: tuple[BoardScore, ...]

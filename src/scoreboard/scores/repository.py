@@ -2,12 +2,16 @@
 
 Concurrent updates queue up and share one transaction (group commit), so one fsync serves
 many requests; each request still gets its own outcome, and none is acknowledged before the
-commit returns. Per batch there are exactly two statements:
+commit returns. Per batch:
 
-1. insert the audit rows, ``ON CONFLICT (action_id) DO NOTHING RETURNING action_id`` — the
-   UNIQUE action id is what makes every ticket count at most once, across instances and
-   restarts;
-2. upsert the totals of the accepted rows into ``user_scores``.
+1. lock the board revision FOR SHARE (reloading the boards if an admin changed them) and
+   read the clock: every change lands in the period current at that instant, on every
+   board it feeds;
+2. insert the audit rows, ``ON CONFLICT (action_id) DO NOTHING RETURNING action_id`` — the
+   UNIQUE action id is what makes every ticket count at most once, on all its boards,
+   across instances and restarts;
+3. upsert the accepted rows into ``user_scores``, one statement per kind of board (points
+   add up, the best value stays, the latest value replaces).
 
 Rows are written in key order so that batches of different instances lock in the same order
 and cannot deadlock.
@@ -16,30 +20,42 @@ and cannot deadlock.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scoreboard.boards.periods import Period
+from scoreboard.boards.repository import BoardRepository
+from scoreboard.boards.rules import Operator
+from scoreboard.boards.service import BoardEntry, BoardRegistry
 from scoreboard.database import is_unavailable
 from scoreboard.errors import (
     ActionAlreadyUsed,
+    NoActiveBoard,
     ScoreboardError,
     ScoreWouldBeNegative,
     ServiceUnavailable,
 )
-from scoreboard.scores.models import Recorded, ScoreChange, UserScore
+from scoreboard.records import BoardPeriod, Order, UserScore
+from scoreboard.scores.models import BoardScore, Recorded, ScoreChange
 from scoreboard.tables import score_updates, user_scores
 
 log = structlog.get_logger("scoreboard.scores")
 Outcome = Recorded | BaseException
 Pending = tuple[ScoreChange, "asyncio.Future[Recorded]"]
+
+
+Target = tuple[BoardEntry, Period]
+RowKey = tuple[str, str, str]  # board, period, user
+KNOWN_PERIODS_CAP = 10_000
 
 
 def _insert(engine: AsyncEngine, table: Any) -> Any:
@@ -57,14 +73,64 @@ def _user_score(row: Any) -> UserScore:
     )
 
 
+def _kind(entry: BoardEntry) -> str:
+    """Which upsert a board's rows go through."""
+    board = entry.board
+    if board.operator is Operator.BEST:
+        return f"best-{board.order.value}"
+    return board.operator.value
+
+
+def _upsert(engine: AsyncEngine, kind: str) -> Any:
+    statement = _insert(engine, user_scores)
+    new, old = statement.excluded, user_scores.c
+    if kind == Operator.SUM:
+        changes: dict[str, Any] = {
+            "username": new.username,
+            "score": old.score + new.score,
+            "version": old.version + new.version,
+            "last_updated": new.last_updated,
+        }
+    else:
+        # Only a better (best) or different (latest) value changes the row, its version and
+        # the time it was reached: an equal score keeps whoever reached it first.
+        changed = {
+            f"best-{Order.DESC.value}": new.score > old.score,
+            f"best-{Order.ASC.value}": new.score < old.score,
+            Operator.LATEST.value: new.score != old.score,
+        }[kind]
+        changes = {
+            "username": case((changed, new.username), else_=old.username),
+            "score": case((changed, new.score), else_=old.score),
+            "version": old.version + case((changed, 1), else_=0),
+            "last_updated": case((changed, new.last_updated), else_=old.last_updated),
+        }
+    return statement.on_conflict_do_update(
+        index_elements=["board_id", "period_key", "user_id"], set_=changes
+    ).returning(*user_scores.c)
+
+
+def _fold(kind: str, current: int | None, change: ScoreChange) -> int:
+    """A batch's changes of one user on one board, combined as the board combines them."""
+    if kind == Operator.SUM:
+        return (current or 0) + change.points
+    assert change.value is not None
+    if current is None or kind == Operator.LATEST:
+        return change.value
+    better = max if kind == f"best-{Order.DESC.value}" else min
+    return better(current, change.value)
+
+
 class ScoreRepository:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256) -> None:
+    def __init__(self, engine: AsyncEngine, boards: BoardRegistry, *, max_batch: int = 256) -> None:
         self._engine = engine
+        self._boards = boards
         self._max_batch = max_batch
         # Bounded: under overload callers get a quick 503 instead of an ever longer wait.
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(maxsize=max_batch * 8)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._known_periods: set[tuple[str, str]] = set()
         # Built once: executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends
         # them as multi-row INSERTs from a cached compiled statement.
         self._insert_audit = (
@@ -72,19 +138,16 @@ class ScoreRepository:
             .on_conflict_do_nothing(index_elements=["action_id"])
             .returning(score_updates.c.action_id)
         )
-        upsert = _insert(engine, user_scores)
-        self._upsert_scores = upsert.on_conflict_do_update(
-            index_elements=["user_id"],
-            set_={
-                "username": upsert.excluded.username,
-                "score": user_scores.c.score + upsert.excluded.score,
-                "version": user_scores.c.version + upsert.excluded.version,
-                "last_updated": upsert.excluded.last_updated,
-            },
-        ).returning(*user_scores.c)
+        self._upserts = {
+            kind: _upsert(engine, kind) for kind in ("sum", "best-desc", "best-asc", "latest")
+        }
         self._lower_score = (
             update(user_scores)
-            .where(user_scores.c.user_id == bindparam("target"))
+            .where(
+                user_scores.c.board_id == bindparam("target_board"),
+                user_scores.c.period_key == bindparam("target_period"),
+                user_scores.c.user_id == bindparam("target_user"),
+            )
             .values(
                 score=user_scores.c.score + bindparam("delta"),
                 version=user_scores.c.version + bindparam("changes"),
@@ -169,11 +232,28 @@ class ScoreRepository:
             log.exception("score_write_failed", user=changes[0].user_id)
             return [ScoreboardError("the score could not be saved")]
 
+    def _targets(self, change: ScoreChange, now: datetime) -> list[Target]:
+        """The active boards a change feeds, each in its period at ``now``."""
+        targets: list[Target] = []
+        for board_id in change.boards:
+            try:
+                entry = self._boards.entry(board_id)
+            except ScoreboardError:  # the board is gone since the ticket was checked
+                continue
+            if entry.active and (change.value is not None or not entry.board.operator.takes_value):
+                targets.append((entry, self._boards.current(entry, now)))
+        return targets
+
     async def _write(self, conn: AsyncConnection, changes: Sequence[ScoreChange]) -> list[Outcome]:
-        now = datetime.now(UTC)
+        await self._boards.sync(conn)
+        now = self._boards.clock()  # after the lock: a rollover is before or after all of it
         first: dict[str, ScoreChange] = {}
+        targets: dict[str, list[Target]] = {}
         for change in changes:
-            first.setdefault(change.action_id, change)
+            if change.action_id not in first:
+                first[change.action_id] = change
+                targets[change.action_id] = self._targets(change, now)
+        writable = [c for c in first.values() if targets[c.action_id]]
         audit_rows = [
             {
                 "id": str(uuid.uuid4()),
@@ -181,48 +261,91 @@ class ScoreRepository:
                 "action_id": c.action_id,
                 "action_type": c.action_type,
                 "score_change": c.points,
+                "value": c.value,
+                "boards": json.dumps(
+                    {entry.id: period.key for entry, period in targets[c.action_id]},
+                    separators=(",", ":"),
+                ),
                 "timestamp": c.timestamp,
                 "recorded_at": now,
                 "client_ip": c.client_ip,
             }
-            for c in sorted(first.values(), key=lambda c: c.action_id)
+            for c in sorted(writable, key=lambda c: c.action_id)
         ]
-        accepted = set((await conn.execute(self._insert_audit, audit_rows)).scalars())
+        accepted: set[str] = set()
+        if audit_rows:
+            accepted = set((await conn.execute(self._insert_audit, audit_rows)).scalars())
 
-        totals: dict[str, dict[str, Any]] = {}
+        rows: dict[str, dict[RowKey, dict[str, Any]]] = {}
+        periods: set[tuple[str, str]] = set()
         for c in changes:
-            if c.action_id in accepted and first[c.action_id] is c:
-                row = totals.setdefault(
-                    c.user_id,
-                    {"user_id": c.user_id, "score": 0, "version": 0, "last_updated": now},
+            if c.action_id not in accepted or first[c.action_id] is not c:
+                continue
+            for entry, period in targets[c.action_id]:
+                kind = _kind(entry)
+                row = rows.setdefault(kind, {}).setdefault(
+                    (entry.id, period.key, c.user_id),
+                    {
+                        "board_id": entry.id,
+                        "period_key": period.key,
+                        "user_id": c.user_id,
+                        "score": None,
+                        "version": 0,
+                        "last_updated": now,
+                    },
                 )
                 row["username"] = c.username
-                row["score"] += c.points
-                row["version"] += 1
-        committed: dict[str, UserScore] = {}
-        gains = [totals[user] for user in sorted(totals) if totals[user]["score"] >= 0]
-        if gains:
-            result = await conn.execute(self._upsert_scores, gains)
-            committed = {row.user_id: _user_score(row) for row in result}
-        for user in sorted(u for u in totals if totals[u]["score"] < 0):
-            # An insert of a negative row would trip the CHECK before ON CONFLICT could turn
-            # it into an update: lowering a score is a plain UPDATE.
-            total = totals[user]
-            params = {
-                "target": user,
-                "delta": total["score"],
-                "changes": total["version"],
-                "at": total["last_updated"],
-            }
-            lowered = (await conn.execute(self._lower_score, params)).first()
-            if lowered is None:
-                raise ScoreWouldBeNegative(f"user {user} has no score to lower")
-            committed[user] = _user_score(lowered)
-        return _outcomes(changes, accepted, first, committed)
+                row["score"] = _fold(kind, row["score"], c)
+                row["version"] += 1 if kind == Operator.SUM else 0
+                periods.add((entry.id, period.key))
+        committed = await self._upsert_rows(conn, rows)
+        new_periods = periods - self._known_periods
+        await BoardRepository.note_periods(conn, sorted(new_periods), now)
+        if len(self._known_periods) > KNOWN_PERIODS_CAP:
+            self._known_periods.clear()
+        self._known_periods |= new_periods
+        return _outcomes(changes, accepted, first, targets, committed)
 
-    async def load_all(self) -> list[UserScore]:
+    async def _upsert_rows(
+        self, conn: AsyncConnection, rows: dict[str, dict[RowKey, dict[str, Any]]]
+    ) -> dict[RowKey, UserScore]:
+        committed: dict[RowKey, UserScore] = {}
+        for kind, by_key in rows.items():
+            if kind != Operator.SUM:
+                for row in by_key.values():
+                    row["version"] = 1  # a new row's version; "+1 if it changed" otherwise
+            ordered = [by_key[key] for key in sorted(by_key)]
+            gains = [row for row in ordered if row["score"] >= 0]
+            if gains:
+                result = await conn.execute(self._upserts[kind], gains)
+                committed |= {
+                    (row.board_id, row.period_key, row.user_id): _user_score(row) for row in result
+                }
+            for row in (row for row in ordered if row["score"] < 0):
+                # An insert of a negative row would trip the CHECK before ON CONFLICT could
+                # turn it into an update: lowering a score is a plain UPDATE (sum boards).
+                params = {
+                    "target_board": row["board_id"],
+                    "target_period": row["period_key"],
+                    "target_user": row["user_id"],
+                    "delta": row["score"],
+                    "changes": row["version"],
+                    "at": row["last_updated"],
+                }
+                lowered = (await conn.execute(self._lower_score, params)).first()
+                if lowered is None:
+                    raise ScoreWouldBeNegative(f"user {row['user_id']} has no score to lower")
+                committed[(row["board_id"], row["period_key"], row["user_id"])] = _user_score(
+                    lowered
+                )
+        return committed
+
+    async def load_period(self, key: BoardPeriod) -> list[UserScore]:
+        query = select(user_scores).where(
+            and_(user_scores.c.board_id == key.board, user_scores.c.period_key == key.period)
+        )
         async with self._engine.connect() as conn:
-            result = await conn.stream(select(user_scores))
+            result = await conn.stream(query)
             return [_user_score(row) async for row in result]
 
 
@@ -240,20 +363,35 @@ def _outcomes(
     changes: Sequence[ScoreChange],
     accepted: set[str],
     first: dict[str, ScoreChange],
-    committed: dict[str, UserScore],
+    targets: dict[str, list[Target]],
+    committed: dict[RowKey, UserScore],
 ) -> list[Outcome]:
-    """Give each change its own result: later changes of the same user in the batch are
-    subtracted, so every request sees the score right after its own update."""
-    later_points: dict[str, int] = {}
+    """Give each change its own result on each board. On sum boards later changes of the same
+    user in the batch are subtracted, so every request sees the score right after its own
+    update; a latest board shows the change's own value; a best board the best after the
+    batch."""
+    later_points: dict[RowKey, int] = {}
     outcomes: list[Outcome] = []
     for change in reversed(changes):
+        if not targets[change.action_id]:
+            outcomes.append(NoActiveBoard("none of the boards this action feeds is active"))
+            continue
         if change.action_id not in accepted or first[change.action_id] is not change:
             outcomes.append(ActionAlreadyUsed("this action was already completed"))
             continue
-        user = committed[change.user_id]
-        outcomes.append(
-            Recorded(new_score=user.score - later_points.get(change.user_id, 0), user=user)
-        )
-        later_points[change.user_id] = later_points.get(change.user_id, 0) + change.points
+        results: list[BoardScore] = []
+        for entry, period in targets[change.action_id]:
+            row_key = (entry.id, period.key, change.user_id)
+            user = committed[row_key]
+            kind = _kind(entry)
+            if kind == Operator.SUM:
+                new_score = user.score - later_points.get(row_key, 0)
+                later_points[row_key] = later_points.get(row_key, 0) + change.points
+            elif kind == Operator.LATEST and change.value is not None:
+                new_score = change.value
+            else:
+                new_score = user.score
+            results.append(BoardScore(entry.key(period), new_score, user))
+        outcomes.append(Recorded(tuple(results)))
     outcomes.reverse()
     return outcomes

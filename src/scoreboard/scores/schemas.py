@@ -35,7 +35,18 @@ class ScoreUpdateRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=T
             ) from exc
 
 
+class BoardResult(msgspec.Struct, rename="camel"):
+    board: str
+    period: str
+    score: int
+    rank: int
+
+
 class ScoreUpdateResponse(msgspec.Struct, rename="camel"):
+    """``newScore`` and ``rank`` are on the action's primary board (``global`` unless the
+    catalog says otherwise); ``boards`` has every board it fed."""
+
     success: bool
     new_score: int
     rank: int
+    boards: list[BoardResult]

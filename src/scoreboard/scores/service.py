@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 
 from scoreboard.abuse.service import AbuseService
 from scoreboard.actions.tickets import Ticket, TicketSigner
 from scoreboard.auth.principal import Principal
+from scoreboard.boards.rules import Operator
+from scoreboard.boards.service import BoardEntry, BoardRegistry
 from scoreboard.errors import (
     ActionAlreadyUsed,
     ActionExpired,
     ActionNotOwned,
     ActionNotReady,
     InvalidAction,
+    InvalidBoard,
     ScoreboardError,
     TimestampOutOfWindow,
 )
 from scoreboard.leaderboard.ranking import RankedEntry, Ranking
-from scoreboard.live.broadcaster import Broadcaster, ScoreEvent
+from scoreboard.live.broadcaster import Broadcaster
+from scoreboard.records import ScoreEvent
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
 
@@ -36,6 +41,16 @@ OBSERVED: dict[type[ScoreboardError], str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where one update left the user on one board."""
+
+    board: str
+    period: str
+    score: int
+    rank: int
+
+
 class ScoreService:
     def __init__(
         self,
@@ -44,6 +59,7 @@ class ScoreService:
         ranking: Ranking,
         events: Broadcaster,
         abuse: AbuseService,
+        boards: BoardRegistry,
         clock_skew: float,
     ) -> None:
         self._signer = signer
@@ -51,12 +67,14 @@ class ScoreService:
         self._ranking = ranking
         self._events = events
         self._abuse = abuse
+        self._boards = boards
         self._skew = timedelta(seconds=clock_skew)
 
     async def complete_action(
         self, principal: Principal, action_id: str, timestamp: datetime, client_ip: str | None
-    ) -> tuple[int, int]:
-        """Returns the new score and rank. Raises a ScoreboardError for every refusal."""
+    ) -> list[Standing]:
+        """The user's standing on every board the action fed, the primary board first.
+        Raises a ScoreboardError for every refusal."""
         try:
             ticket = self._checked_ticket(principal, action_id, timestamp)
             await self._abuse.check_completion(principal.user_id, ticket.points, client_ip)
@@ -69,6 +87,8 @@ class ScoreService:
                     points=ticket.points,
                     timestamp=timestamp,
                     client_ip=client_ip,
+                    boards=tuple(entry.id for entry in self._boards.feeds(ticket.type)),
+                    value=ticket.value,
                 )
             )
         except ScoreboardError as refusal:
@@ -77,13 +97,13 @@ class ScoreService:
                 evidence = {"code": refusal.code, "detail": refusal.detail}
                 await self._abuse.observe(rule, principal.user_id, client_ip, evidence)
             raise
-        return await self._announce(recorded)
+        return await self._announce(principal.user_id, recorded)
 
     def _checked_ticket(self, principal: Principal, action_id: str, timestamp: datetime) -> Ticket:
         ticket = self._signer.verify(action_id)
         if ticket.user_id != principal.user_id:
             raise ActionNotOwned("this action was issued to another user")
-        now = datetime.now(UTC)
+        now = self._boards.clock()
         if now > ticket.expires_at:
             raise ActionExpired(f"the action expired at {ticket.expires_at.isoformat()}")
         if now < ticket.not_before:
@@ -100,9 +120,17 @@ class ScoreService:
             raise TimestampOutOfWindow("the timestamp lies outside the action's window")
         return ticket
 
-    async def adjust(self, user_id: str, points: int, kind: str) -> tuple[int, int]:
-        """An admin's change, written and announced like any other update."""
-        standing = await self._ranking.rank_of(user_id)
+    def _sum_board(self, board_id: str) -> BoardEntry:
+        entry = self._boards.entry(board_id)
+        if entry.board.operator is not Operator.SUM or not entry.active:
+            raise InvalidBoard(f"board '{board_id}' is not an active board whose points add up")
+        return entry
+
+    async def adjust(self, user_id: str, points: int, kind: str, board_id: str) -> Standing:
+        """An admin's change on a sum board's current period, written and announced like
+        any other update."""
+        entry = self._sum_board(board_id)
+        standing = await self._ranking.rank_of(entry.key(self._boards.current(entry)), user_id)
         recorded = await self._repository.record(
             ScoreChange(
                 user_id=user_id,
@@ -110,26 +138,28 @@ class ScoreService:
                 action_id=str(uuid.uuid4()),
                 action_type=kind,
                 points=points,
-                timestamp=datetime.now(UTC),
+                timestamp=self._boards.clock(),
                 client_ip=None,
+                boards=(board_id,),
             )
         )
-        return await self._announce(recorded)
+        return (await self._announce(user_id, recorded))[0]
 
-    async def standing(self, user_id: str) -> RankedEntry | None:
-        return await self._ranking.rank_of(user_id)
+    async def standing(self, user_id: str, board_id: str) -> RankedEntry | None:
+        entry = self._boards.entry(board_id)
+        if not entry.active:
+            return None
+        return await self._ranking.rank_of(entry.key(self._boards.current(entry)), user_id)
 
-    async def current_score(self, user_id: str) -> int:
-        standing = await self._ranking.rank_of(user_id)
-        return standing.score if standing else 0
-
-    async def _announce(self, recorded: Recorded) -> tuple[int, int]:
-        user = recorded.user
-        await self._ranking.apply([user])
-        standing = await self._ranking.rank_of(user.user_id)
-        rank = standing.rank if standing else 1
+    async def _announce(self, user_id: str, recorded: Recorded) -> list[Standing]:
+        ranked = await self._ranking.apply([(done.key, done.user) for done in recorded.boards])
+        standings = [
+            Standing(done.key.board, done.key.period, done.new_score, entry.rank if entry else 1)
+            for done, entry in zip(recorded.boards, ranked, strict=True)
+        ]
+        events = [ScoreEvent(s.board, s.period, user_id, s.score, s.rank) for s in standings]
         try:
-            await self._events.publish(ScoreEvent(user.user_id, recorded.new_score, rank))
+            await self._events.publish(*events)
         except Exception:  # the score is durable; live viewers catch up on the next change
-            log.exception("score_event_not_published", user=user.user_id)
-        return recorded.new_score, rank
+            log.exception("score_event_not_published", user=user_id)
+        return standings

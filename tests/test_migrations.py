@@ -1,0 +1,122 @@
+"""Upgrading a database filled under the previous schema (before boards): every score and
+audit row moves to the board ``global``, period ``all``, and the service carries on with
+them — on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from litestar.testing import AsyncTestClient
+from sqlalchemy import Connection, text
+
+from scoreboard.app import create_app
+from scoreboard.database import _alembic_config, create_engine, migrate
+from tests.helpers import Api, make_settings
+from tests.postgres import temporary_database
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+OLD_SCORES = [("ann", "Ann", 120, 3), ("ben", "Ben", 120, 2), ("cat", "Cat", 40, 1)]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        return
+    with temporary_database(migrated=False) as url:
+        yield url
+
+
+def _upgrade_to(revision: str) -> object:
+    def upgrade(connection: Connection) -> None:
+        command.upgrade(_alembic_config(connection), revision)
+
+    return upgrade
+
+
+async def _fill_previous_schema(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to("0002"))  # type: ignore[arg-type]
+        async with engine.begin() as conn:
+            for i, (user, name, score, version) in enumerate(OLD_SCORES):
+                at = T0 + timedelta(minutes=i)
+                await conn.execute(
+                    text(
+                        "INSERT INTO user_scores (user_id, username, score, version, "
+                        "last_updated) VALUES (:u, :n, :s, :v, :at)"
+                    ),
+                    {"u": user, "n": name, "s": score, "v": version, "at": at},
+                )
+                for change in range(version):
+                    await conn.execute(
+                        text(
+                            "INSERT INTO score_updates (id, user_id, action_id, action_type, "
+                            "score_change, timestamp, recorded_at, client_ip) VALUES "
+                            "(:id, :u, :a, 'level_complete', :c, :at, :at, '10.0.0.1')"
+                        ),
+                        {
+                            "id": str(uuid.uuid4()),
+                            "u": user,
+                            "a": f"{user}-action-{change}",
+                            "c": score // version,
+                            "at": at,
+                        },
+                    )
+    finally:
+        await engine.dispose()
+
+
+async def test_scores_and_audit_rows_move_to_the_global_board_with_nothing_lost(
+    empty_database: str, tmp_path: Path
+) -> None:
+    await _fill_previous_schema(empty_database)
+    engine = create_engine(empty_database)
+    try:
+        await migrate(engine)
+        async with engine.connect() as conn:
+            scores = (
+                await conn.execute(
+                    text(
+                        "SELECT board_id, period_key, user_id, username, score, version "
+                        "FROM user_scores ORDER BY user_id"
+                    )
+                )
+            ).all()
+            audit = (
+                await conn.execute(
+                    text("SELECT action_id, score_change, boards, value FROM score_updates")
+                )
+            ).all()
+            periods = (
+                await conn.execute(text("SELECT board_id, period_key FROM board_periods"))
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(row) for row in scores] == [
+        ("global", "all", user, name, score, version) for user, name, score, version in OLD_SCORES
+    ]
+    assert len(audit) == sum(version for *_, version in OLD_SCORES)
+    assert {json.dumps(json.loads(row.boards)) for row in audit} == {'{"global": "all"}'}
+    assert {row.value for row in audit} == {None}
+    assert [tuple(row) for row in periods] == [("global", "all")]
+
+    # The service reads the migrated board as before and keeps writing next to it.
+    settings = make_settings(empty_database, tmp_path)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        api = Api(client)
+        board = await api.leaderboard()
+        assert [(e["userId"], e["score"], e["rank"]) for e in board] == [
+            ("ann", 120, 1),
+            ("ben", 120, 1),
+            ("cat", 40, 3),
+        ]
+        done = await api.score("cat")
+        assert (done["newScore"], done["rank"]) == (50, 3)
