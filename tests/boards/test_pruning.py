@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from litestar.testing import AsyncTestClient
@@ -15,6 +15,8 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from scoreboard.app import create_app
+from scoreboard.boards.periods import Timeline
+from scoreboard.boards.rules import Board
 from scoreboard.database import create_engine
 from scoreboard.leaderboard.ranking import MemoryRanking
 from scoreboard.tables import board_periods, user_scores
@@ -139,13 +141,13 @@ async def test_the_cli_prunes_and_leaves_boards_the_catalog_no_longer_defines(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    today = datetime.now(UTC).date()
-    # Run at today's real date: every day of 2026-12-01..03 is past the daily board's
-    # keep_periods unless one of them is today or yesterday.
-    recent = {(today - timedelta(days=n)).isoformat() for n in (0, 1)}
-    expected = sorted({"2026-12-01", "2026-12-02", "2026-12-03"} - recent)
-    for day in expected:
-        assert f"daily/{day}" in result.stderr
+    # The command runs on the real clock: of 2026-12-01..03, whatever is not today or
+    # yesterday in New York (the daily board keeps one closed period) is pruned.
+    daily = Board(id="daily", reset="daily", timezone="America/New_York")
+    readable = {p.key for p in Timeline(daily).recent(datetime.now(UTC), 2)}
+    pruned = sorted({"2026-12-01", "2026-12-02", "2026-12-03"} - readable)
+    for key in pruned:
+        assert f"daily/{key}" in result.stderr
     assert "evening" not in result.stderr.split("pruned", 1)[1]
     assert set(await rows_of(database, "evening")) != set()  # kept
     assert "board_data_kept" in result.stdout + result.stderr
