@@ -73,21 +73,28 @@ def _user_score(row: Any) -> UserScore:
     )
 
 
+# Which upsert a board's rows go through.
+SUM, LATEST, BEST_DESC, BEST_ASC = "sum", "latest", "best-desc", "best-asc"
+# A latest board whose value the batch itself changed (2 then 4, say): changed, even if the
+# last value equals the stored one, as if the completions had committed one by one.
+LATEST_CHANGED = "latest-changed"
+KINDS = (SUM, LATEST, LATEST_CHANGED, BEST_DESC, BEST_ASC)
+
+
 def _kind(entry: BoardEntry) -> str:
-    """Which upsert a board's rows go through."""
     board = entry.board
     if board.operator is Operator.BEST:
-        return f"best-{board.order.value}"
-    return board.operator.value
+        return BEST_DESC if board.order is Order.DESC else BEST_ASC
+    return SUM if board.operator is Operator.SUM else LATEST
 
 
 def _upsert(engine: AsyncEngine, kind: str) -> Any:
     statement = _insert(engine, user_scores)
     new, old = statement.excluded, user_scores.c
-    if kind == Operator.SUM:
+    if kind in (SUM, LATEST_CHANGED):
         changes: dict[str, Any] = {
             "username": new.username,
-            "score": old.score + new.score,
+            "score": old.score + new.score if kind == SUM else new.score,
             "version": old.version + new.version,
             "last_updated": new.last_updated,
         }
@@ -95,9 +102,9 @@ def _upsert(engine: AsyncEngine, kind: str) -> Any:
         # Only a better (best) or different (latest) value changes the row, its version and
         # the time it was reached: an equal score keeps whoever reached it first.
         changed = {
-            f"best-{Order.DESC.value}": new.score > old.score,
-            f"best-{Order.ASC.value}": new.score < old.score,
-            Operator.LATEST.value: new.score != old.score,
+            BEST_DESC: new.score > old.score,
+            BEST_ASC: new.score < old.score,
+            LATEST: new.score != old.score,
         }[kind]
         changes = {
             "username": case((changed, new.username), else_=old.username),
@@ -112,13 +119,12 @@ def _upsert(engine: AsyncEngine, kind: str) -> Any:
 
 def _fold(kind: str, current: int | None, change: ScoreChange) -> int:
     """A batch's changes of one user on one board, combined as the board combines them."""
-    if kind == Operator.SUM:
+    if kind == SUM:
         return (current or 0) + change.points
     assert change.value is not None
-    if current is None or kind == Operator.LATEST:
+    if current is None or kind in (LATEST, LATEST_CHANGED):
         return change.value
-    better = max if kind == f"best-{Order.DESC.value}" else min
-    return better(current, change.value)
+    return max(current, change.value) if kind == BEST_DESC else min(current, change.value)
 
 
 class ScoreRepository:
@@ -138,9 +144,7 @@ class ScoreRepository:
             .on_conflict_do_nothing(index_elements=["action_id"])
             .returning(score_updates.c.action_id)
         )
-        self._upserts = {
-            kind: _upsert(engine, kind) for kind in ("sum", "best-desc", "best-asc", "latest")
-        }
+        self._upserts = {kind: _upsert(engine, kind) for kind in KINDS}
         self._lower_score = (
             update(user_scores)
             .where(
@@ -282,9 +286,11 @@ class ScoreRepository:
             if c.action_id not in accepted or first[c.action_id] is not c:
                 continue
             for entry, period in targets[c.action_id]:
-                kind = _kind(entry)
+                kind, row_key = _kind(entry), (entry.id, period.key, c.user_id)
+                if kind == LATEST and row_key in rows.get(LATEST_CHANGED, {}):
+                    kind = LATEST_CHANGED
                 row = rows.setdefault(kind, {}).setdefault(
-                    (entry.id, period.key, c.user_id),
+                    row_key,
                     {
                         "board_id": entry.id,
                         "period_key": period.key,
@@ -295,8 +301,10 @@ class ScoreRepository:
                     },
                 )
                 row["username"] = c.username
-                row["score"] = _fold(kind, row["score"], c)
-                row["version"] += 1 if kind == Operator.SUM else 0
+                before, row["score"] = row["score"], _fold(kind, row["score"], c)
+                row["version"] += 1 if kind == SUM else 0
+                if kind == LATEST and before is not None and before != row["score"]:
+                    rows.setdefault(LATEST_CHANGED, {})[row_key] = rows[LATEST].pop(row_key)
                 periods.add((entry.id, period.key))
         committed = await self._upsert_rows(conn, rows)
         new_periods = periods - self._known_periods
@@ -311,7 +319,7 @@ class ScoreRepository:
     ) -> dict[RowKey, UserScore]:
         committed: dict[RowKey, UserScore] = {}
         for kind, by_key in rows.items():
-            if kind != Operator.SUM:
+            if kind != SUM:
                 for row in by_key.values():
                     row["version"] = 1  # a new row's version; "+1 if it changed" otherwise
             ordered = [by_key[key] for key in sorted(by_key)]
@@ -384,10 +392,10 @@ def _outcomes(
             row_key = (entry.id, period.key, change.user_id)
             user = committed[row_key]
             kind = _kind(entry)
-            if kind == Operator.SUM:
+            if kind == SUM:
                 new_score = user.score - later_points.get(row_key, 0)
                 later_points[row_key] = later_points.get(row_key, 0) + change.points
-            elif kind == Operator.LATEST and change.value is not None:
+            elif kind == LATEST and change.value is not None:
                 new_score = change.value
             else:
                 new_score = user.score
