@@ -38,7 +38,14 @@ async def test_connect_then_receive_the_board_and_your_own_score(start_server: S
 
     result = await _score(server, "alice")
     mine = await next_event(ws, "score_update")
-    assert mine == {"type": "score_update", "userId": "alice", "newScore": 10, "rank": 2}
+    assert mine == {
+        "type": "score_update",
+        "board": "global",
+        "period": "all",
+        "userId": "alice",
+        "newScore": 10,
+        "rank": 2,
+    }
     assert mine["newScore"] == result["newScore"]
     board = await next_event(watcher, "leaderboard_update")
     assert board["version"] > hello["version"]

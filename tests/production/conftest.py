@@ -114,11 +114,17 @@ class Shape:
     def redis_client(self) -> Redis:
         return Redis.from_url(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
 
-    async def redis_board(self) -> dict[str, int]:
-        """The spec's `ZADD leaderboard {score} {user_id}` set, as it is in Redis now."""
+    def redis_key(self, name: str, board: str = "global", period: str = "all") -> str:
+        """A key of one board period's ranking cache (they share the hash tag)."""
+        return f"{self.prefix}board:{{{board}/{period}}}:{name}"
+
+    async def redis_board(self, board: str = "global", period: str = "all") -> dict[str, int]:
+        """The spec's `ZADD leaderboard {score} {user_id}` set of a board period, as it is in
+        Redis now."""
         client = self.redis_client()
         try:
-            pairs: Any = await client.zrange(f"{self.prefix}leaderboard", 0, -1, withscores=True)
+            key = self.redis_key("leaderboard", board, period)
+            pairs: Any = await client.zrange(key, 0, -1, withscores=True)
         finally:
             await client.aclose()
         return {member.decode(): int(score) for member, score in pairs}
@@ -126,7 +132,7 @@ class Shape:
     async def redis_users(self) -> set[str]:
         client = self.redis_client()
         try:
-            keys: Any = await client.hkeys(f"{self.prefix}users")
+            keys: Any = await client.hkeys(self.redis_key("users"))
         finally:
             await client.aclose()
         return {key.decode() for key in keys}
@@ -171,7 +177,7 @@ def shape(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Sh
 
 @dataclass(frozen=True)
 class Stored:
-    scores: dict[str, int]  # user_scores
+    scores: dict[str, int]  # user_scores of the global board
     audit: dict[str, int]  # sum of score_updates.score_change per user
     action_ids: set[str]  # every score_updates.action_id
 
@@ -179,7 +185,10 @@ class Stored:
 async def stored(database_url: str) -> Stored:
     conn = await asyncpg.connect(plain_url(database_url), timeout=5)
     try:
-        scores = await conn.fetch("SELECT user_id, score FROM user_scores")
+        scores = await conn.fetch(
+            "SELECT user_id, score FROM user_scores "
+            "WHERE board_id = 'global' AND period_key = 'all'"
+        )
         audit = await conn.fetch(
             "SELECT user_id, SUM(score_change) AS total FROM score_updates GROUP BY user_id"
         )

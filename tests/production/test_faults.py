@@ -225,11 +225,11 @@ async def _corrupt(shape: Shape, how: str, victim: str) -> None:
     client = shape.redis_client()
     try:
         if how == "board_deleted":
-            await client.delete(f"{shape.prefix}leaderboard")
+            await client.delete(shape.redis_key("leaderboard"))
         elif how == "wrong_score":
-            await client.zadd(f"{shape.prefix}leaderboard", {victim: 123_456}, xx=True)
+            await client.zadd(shape.redis_key("leaderboard"), {victim: 123_456}, xx=True)
         else:
-            await client.hdel(f"{shape.prefix}users", victim)
+            await client.hdel(shape.redis_key("users"), victim)
     finally:
         await client.aclose()
 

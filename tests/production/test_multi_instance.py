@@ -41,7 +41,14 @@ async def test_two_instances_behind_nginx_agree_everywhere(shape: Shape) -> None
         assert body["newScore"] == POINTS
         await board_shows(watcher, "alice", POINTS, wait=10)
         personal = await next_event(mine, "score_update")
-        assert personal == {"type": "score_update", "userId": "alice", "newScore": 10, "rank": 1}
+        assert personal == {
+            "type": "score_update",
+            "board": "global",
+            "period": "all",
+            "userId": "alice",
+            "newScore": 10,
+            "rank": 1,
+        }
     finally:
         await watcher.close()
         await mine.close()

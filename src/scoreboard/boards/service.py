@@ -31,6 +31,7 @@ log = structlog.get_logger("scoreboard.boards")
 Source = Literal["file", "admin"]
 MAX_BOARDS = 200  # file and runtime boards together: each costs a live feed and cache keys
 MAX_FEEDS_PER_TYPE = 10  # boards one completion may feed: each is a write and a ranking
+MEMO_CAP = 4 * MAX_BOARDS
 REFRESH_INTERVAL = 5.0  # seconds; changes made on other instances also arrive as events
 
 
@@ -196,6 +197,8 @@ class BoardRegistry:
     def readable(self, entry: BoardEntry) -> list[Period]:
         """Newest first: the current period (active boards) and the closed ones kept."""
         state = self._state
+        if len(state._readable) > MEMO_CAP:  # one entry per board and period: keep it small
+            state._readable.clear()
         if entry.active:
             current = self.current(entry)
             memo = (entry.id, current.key)
