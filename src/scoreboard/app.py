@@ -158,7 +158,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 rate_limiter=limiter,
                 abuse=abuse,
                 scores=scores,
-                actions=ActionService(catalog, signer, boards),
+                action_service=ActionService(catalog, signer, boards),
                 admin=AdminService(scores, abuse, abuse_repository, boards, broadcaster),
                 boards=boards,
                 pruner=pruner,
@@ -207,10 +207,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 "rates": Rates.from_settings(settings),
             }
         ),
+        # Dependency names must not be field names of a request body: Litestar takes a
+        # validation error on such a field for a broken dependency and answers 500.
         dependencies={
             name: _from_state(name)
             for name in (
-                "actions",
+                "action_service",
                 "scores",
                 "leaderboard",
                 "engine",

@@ -27,12 +27,12 @@ from scoreboard.ratelimit import per_user
 )
 async def issue_action(
     request: ApiRequest,
-    actions: NamedDependency[ActionService],
+    action_service: NamedDependency[ActionService],
     data: JSONBody[IssueActionRequest | None] = None,
 ) -> ActionTicketResponse:
     principal = current_principal(request)
     request_body = data or IssueActionRequest()
-    token, ticket, feeds = actions.issue(
+    token, ticket, feeds = action_service.issue(
         principal, request_body.type, request_body.user_id, request_body.value
     )
     return ActionTicketResponse(

@@ -47,11 +47,10 @@ class BoardDefinitionRequest(msgspec.Struct, rename="camel", forbid_unknown_fiel
     ] = "never"
     timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
     keep_periods: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
-    # The number of actions is checked by the board registry: a length limit on the list
-    # itself makes Litestar answer 500 instead of 400 (its error collection loses it).
-    actions: list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]] = msgspec.field(
-        default_factory=list
-    )
+    actions: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]],
+        msgspec.Meta(max_length=50, description="action types that feed the board"),
+    ] = msgspec.field(default_factory=list)
 
 
 class RolloverView(msgspec.Struct, rename="camel"):
