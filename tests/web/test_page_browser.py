@@ -1,23 +1,27 @@
-"""The live page in a real browser: top 10 in order, live updates, reconnect after a restart.
+"""The live page in a real browser: top 10 in order, live updates, reconnect after a restart,
+and switching between boards live.
 
 Drives Debian's chromium through Playwright against a real `scoreboard serve` process.
-The screenshot lands in test-artifacts/live-page.png (on failure too).
+The screenshots land in test-artifacts/live-page.png and live-page-boards.png (on failure too).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -28,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "live-page.png"
+BOARDS_SCREENSHOT = ARTIFACTS / "live-page-boards.png"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless=new",
@@ -42,6 +47,32 @@ CHROMIUM_ARGS = [
 LIVE_MS = 20_000
 RECONNECT_MS = 30_000
 POINTS = {"big": 100, "instant": 10}  # tests/actions.toml
+# Three boards, and an action type that feeds only one of them, so that they differ.
+BOARDS_CATALOG = """\
+default = "instant"
+
+[boards.global]
+title = "All time"
+
+[boards.weekly]
+title = "This week"
+reset = "weekly"
+
+[boards.daily]
+title = "Today"
+reset = "daily"
+
+[types.instant]
+points = 10
+ttl = 60
+boards = ["global", "weekly", "daily"]
+
+[types.weeklyonly]
+points = 30
+ttl = 60
+boards = ["weekly"]
+"""
+COUNTDOWN = re.compile(r"ends in (?:(\d+)d )?(\d\d):(\d\d):(\d\d)")
 
 # The page's rows as [userId, rank, name, score] text, in display order.
 READ_BOARD_JS = """() => [...document.querySelectorAll('#board > tr')].map((row) => [
@@ -95,15 +126,29 @@ class SyncApi:
             points %= POINTS[action_type]
         return result
 
-    def top10(self) -> list[Row]:
-        response = self.client.get(
-            "/api/leaderboard", params={"limit": 10}, headers=bearer(self.token("reader"))
-        )
+    def read(self, path: str, **params: Any) -> Any:
+        response = self.client.get(path, params=params, headers=bearer(self.token("reader")))
         assert response.status_code == 200, response.text
+        return response.json()
+
+    def top10(self, board: str | None = None) -> list[Row]:
+        """The spec's /api/leaderboard, or a board's current period."""
+        path = "/api/leaderboard" if board is None else f"/api/boards/{board}/leaderboard"
         return [
             [e["userId"], str(e["rank"]), e["username"], str(e["score"])]
-            for e in response.json()["leaderboard"]
+            for e in self.read(path, limit=10)["leaderboard"]
         ]
+
+    def boards(self) -> dict[str, dict[str, Any]]:
+        """The active boards by id, in the service's order."""
+        listed = self.read("/api/boards")["boards"]
+        return {b["id"]: b for b in listed if b["status"] == "active"}
+
+    def me(self, user_id: str, board: str) -> dict[str, Any]:
+        response = self.client.get(f"/api/boards/{board}/me", headers=bearer(self.token(user_id)))
+        assert response.status_code == 200, response.text
+        standing: dict[str, Any] = response.json()
+        return standing
 
 
 @pytest.fixture
@@ -219,6 +264,154 @@ def test_live_page_shows_top10_live_and_reconnects_after_restart(
     except BaseException:
         with contextlib.suppress(PlaywrightError):  # best effort: keep the real failure
             page.screenshot(path=SCREENSHOT, full_page=True)
+        raise
+    finally:
+        page.close()
+        server.stop()
+
+
+def countdown_seconds(page: Page) -> int:
+    """What #countdown says is left, in seconds."""
+    text = page.locator("#countdown").text_content() or ""
+    found = COUNTDOWN.fullmatch(text)
+    assert found, text
+    days, hours, minutes, seconds = (int(part or 0) for part in found.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def test_the_page_switches_boards_live(browser: Browser, tmp_path: Path) -> None:
+    catalog = tmp_path / "actions.toml"
+    catalog.write_text(BOARDS_CATALOG)
+    env = settings_env(
+        f"sqlite+aiosqlite:///{tmp_path}/db.sqlite",
+        tmp_path,
+        SCOREBOARD_ACTIONS_FILE=str(catalog),
+    )
+    server = ServerProcess(env, tmp_path / "server.log").start()
+    page = browser.new_page(viewport={"width": 900, "height": 760})
+    page_errors: list[str] = []
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    def tab(board: str) -> Locator:
+        return page.locator(f'nav#boards button[data-board="{board}"]')
+
+    def shown_query() -> dict[str, list[str]]:
+        return parse_qs(urlsplit(page.url).query)
+
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            api = SyncApi(client)
+            # a. global: alice 30, carol 20, bob 10. weekly: bob 70, alice 30, dave 30, carol 20.
+            plays = {
+                "alice": ["instant"] * 3,
+                "bob": ["instant", "weeklyonly", "weeklyonly"],
+                "carol": ["instant"] * 2,
+                "dave": ["weeklyonly"],
+            }
+            for user, actions in plays.items():
+                for action in actions:
+                    api.score(user, action)
+            global_rows = api.top10("global")
+            weekly_rows = api.top10("weekly")
+            assert [row[0] for row in global_rows] == ["alice", "carol", "bob"]
+            assert [row[0] for row in weekly_rows] == ["bob", "alice", "dave", "carol"]
+            boards = api.boards()
+            assert set(boards) == {"global", "weekly", "daily"}
+            week = boards["weekly"]["current"]
+            assert re.fullmatch(r"\d{4}-W\d\d", week["key"]), week
+
+            # b. alice opens the all-time board: a tab per board, the first one current.
+            token = make_token("alice", username="name-alice")
+            page.goto(f"{server.url}/?board=global&user=alice#token={token}")
+            expect_state(page, "connected", LIVE_MS)
+            wait_for_board(page, global_rows)
+            expect(page.locator("nav#boards button")).to_have_text(
+                [board["title"] for board in boards.values()]
+            )
+            expect(tab("global")).to_have_attribute("aria-current", "true")
+            expect(page.locator("#board-title")).to_have_text("All time")
+            expect(page.locator("#period")).to_have_text("all time")
+            expect(page.locator("#countdown")).to_be_hidden()
+            expect(page.locator("#me-rank")).to_have_text("1", timeout=LIVE_MS)
+            expect(page.locator("#me-score")).to_have_text("30")
+            page.evaluate("() => { window.sameDocument = true; }")
+
+            # c. The weekly tab: the weekly board, its period and a countdown to its end.
+            tab("weekly").click()
+            wait_for_board(page, weekly_rows)
+            assert shown_query() == {"board": ["weekly"], "user": ["alice"]}
+            assert urlsplit(page.url).fragment == f"token={token}"
+            expect(tab("weekly")).to_have_attribute("aria-current", "true")
+            expect(tab("global")).not_to_have_attribute("aria-current", "true")
+            expect(page.locator("#board-title")).to_have_text("This week")
+            expect(page.locator("#period")).to_have_text(week["key"])
+            expect(page.locator("#countdown")).to_have_text(COUNTDOWN, timeout=LIVE_MS)
+            left = datetime.fromisoformat(week["end"]) - datetime.now(UTC)
+            assert abs(countdown_seconds(page) - left.total_seconds()) < 5
+            before = page.locator("#countdown").text_content()
+            page.wait_for_timeout(1500)
+            assert page.locator("#countdown").text_content() != before
+            standing = api.me("alice", "weekly")
+            expect(page.locator("#me-rank")).to_have_text(str(standing["rank"]), timeout=LIVE_MS)
+            expect(page.locator("#me-score")).to_have_text(str(standing["score"]))
+            assert page.evaluate("() => window.sameDocument") is True  # no reload
+
+            # d. alice scores on the weekly board only: it shows live, global stays as it was.
+            api.score("alice", "weeklyonly")
+            assert api.score("alice", "weeklyonly")["rank"] == 1
+            weekly_rows = api.top10("weekly")
+            assert weekly_rows[0] == ["alice", "1", "name-alice", "90"]
+            wait_for_board(page, weekly_rows)
+            expect(page.locator("#me-rank")).to_have_text("1", timeout=LIVE_MS)
+            expect(page.locator("#me-score")).to_have_text("90", timeout=LIVE_MS)
+            assert api.top10("global") == global_rows
+            page.wait_for_timeout(700)  # let the row animations finish before the picture
+            page.screenshot(path=BOARDS_SCREENSHOT, full_page=True)
+
+            # e. Back to global: its rows again; a weekly-only change does not show there,
+            # a global one does.
+            tab("global").click()
+            wait_for_board(page, global_rows)
+            assert shown_query() == {"board": ["global"], "user": ["alice"]}
+            expect(tab("global")).to_have_attribute("aria-current", "true")
+            expect(page.locator("#period")).to_have_text("all time")
+            expect(page.locator("#countdown")).to_be_hidden()
+            expect(page.locator("#me-score")).to_have_text("30", timeout=LIVE_MS)
+            api.score("dave", "weeklyonly")
+            api.score("carol", "instant")
+            api.score("carol", "instant")
+            global_rows = api.top10("global")
+            assert global_rows[0][0] == "carol"
+            wait_for_board(page, global_rows)
+            expect(page.locator("#me-rank")).to_have_text("2", timeout=LIVE_MS)
+
+            # Every switch went over the page's one WebSocket.
+            assert len(sockets) == 1, sockets
+            assert parse_qs(urlsplit(sockets[0]).query)["board"] == ["global"]
+            expect_state(page, "connected", LIVE_MS)
+            expect(page.locator("#problem")).to_be_hidden()
+
+            # f. A board that does not exist: the page says so and stops (4404 is final) ...
+            page.goto(f"{server.url}/?board=nope#token={token}")
+            expect_state(page, "stopped", LIVE_MS)
+            expect(page.locator("#problem")).to_contain_text("nope")
+            expect(tab("daily")).to_be_visible()
+            page.wait_for_timeout(1500)
+            assert len(sockets) == 2, sockets  # no second try
+            # ... until a tab is picked.
+            tab("daily").click()
+            expect_state(page, "connected", LIVE_MS)
+            wait_for_board(page, api.top10("daily"))
+            assert shown_query() == {"board": ["daily"]}
+            expect(page.locator("#period")).to_have_text(boards["daily"]["current"]["key"])
+            expect(page.locator("#problem")).to_be_hidden()
+        assert page_errors == []
+    except BaseException:
+        with contextlib.suppress(PlaywrightError):  # best effort: keep the real failure
+            page.screenshot(path=BOARDS_SCREENSHOT, full_page=True)
         raise
     finally:
         page.close()
