@@ -241,6 +241,9 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     detail = exc.detail if exc.detail and exc.detail != title else title
     if isinstance(exc, ValidationException):
         extra["errors"] = _validation_errors(exc)
+        # Litestar's detail repeats the URL with its query string: whatever was sent there
+        # (a token, say) would come back. The path alone says where it failed.
+        detail = f"Validation failed for {request.method} {request.url.path}"
     if status >= 500:
         log.error("http_exception", status=status, path=request.url.path, exc_info=exc)
         code, title, detail = "internal_error", "Internal server error", "Internal server error"

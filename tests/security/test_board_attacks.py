@@ -331,16 +331,6 @@ async def test_a_best_board_ticket_fired_thirty_times_at_once_counts_once_on_eve
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open: a latest board takes the value of the ticket completed last, not of the run "
-        "that ended last, so a player holding two value tickets picks which one stays on the "
-        "board by the order they complete them in. Fix: keep the ticket's issue time on "
-        "latest rows and replace a value only with one from a ticket issued later "
-        "(scoreboard.scores.repository._upsert, kind latest)"
-    ),
-)
 async def test_a_player_cannot_choose_the_latest_value_by_completing_tickets_out_of_order(
     api: Api,
 ) -> None:
@@ -463,15 +453,6 @@ async def test_the_largest_offset_allowed_is_an_empty_page_not_a_500(api: Api) -
     assert [e["userId"] for e in friends["leaderboard"]] == [player]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open: a 400 on a query parameter repeats the request URL, query string included, in "
-        "`detail` (Litestar's 'Validation failed for GET /path?query'), so whatever was sent "
-        "in the query comes back, a token too. Fix: in scoreboard.errors._http_exception, "
-        "give a ValidationException the detail 'Validation failed for <method> <path>'"
-    ),
-)
 async def test_a_400_on_a_query_parameter_echoes_nothing_that_was_sent(api: Api) -> None:
     """A client that also carries its token in the query string sends an out-of-range
     limit: the refusal must not hand the token (or the value) back."""
