@@ -71,6 +71,9 @@ user_scores = Table(
     Column("score", BigInteger, nullable=False, server_default="0"),
     Column("version", BigInteger, nullable=False, server_default="0"),
     Column("last_updated", UTCDateTime, nullable=False),
+    # Latest boards: when the run whose value the row holds was issued. Completions may
+    # arrive in any order; only a value from a later-issued ticket replaces it.
+    Column("value_at", UTCDateTime, nullable=True),
     CheckConstraint("score >= 0", name="score_positive"),
 )
 Index(

@@ -50,18 +50,28 @@ def catalog(path: Path) -> Path:
     return path
 
 
-def expected(board: str, batches: list[list[tuple[str, int, int]]]) -> list[tuple[str, int]]:
+Change = tuple[str, int, int, int]  # user, points, value, when its ticket was issued
+
+
+def expected(board: str, batches: list[list[Change]]) -> list[tuple[str, int]]:
     """The board by its rule: (user, score) in listing order. A user reached a score in the
-    batch that last changed it (best: improved it; latest: changed it); ties list whoever
-    reached it first, then by user id (one batch commits at one instant)."""
+    batch that last changed it (best: improved it; latest: a run issued later than the one
+    shown, with another value); ties list whoever reached it first, then by user id (one
+    batch commits at one instant)."""
     operator, order = BOARDS[board]
     scores: dict[str, tuple[int, int]] = {}  # user -> (score, batch that reached it)
+    issued: dict[str, int] = {}  # latest: when the run shown was issued
     for index, batch in enumerate(batches):
-        for user, points, value in batch:
+        for user, points, value, at in batch:
             old = scores.get(user)
             if operator == "sum":
                 new = (old[0] if old else 0) + points
-            elif operator == "latest" or old is None:
+            elif operator == "latest":
+                if user in issued and at <= issued[user]:
+                    continue  # an older run, completed late: it does not replace a newer one
+                issued[user] = at
+                new = value
+            elif old is None:
                 new = value
             else:
                 new = max(old[0], value) if order == "desc" else min(old[0], value)
@@ -117,19 +127,32 @@ changes_strategy = st.lists(
 async def test_every_operator_and_order_agrees_across_rankings(
     world: World, changes: list[tuple[str, int, int]], groups: random.Random
 ) -> None:
+    # Tickets are completed in list order but were issued in any order.
+    issue_order = list(range(len(changes)))
+    groups.shuffle(issue_order)
+    timed: list[Change] = [(*change, at) for change, at in zip(changes, issue_order, strict=True)]
     world.day += timedelta(days=1)
     world.clock.set(world.day)
     period = world.day.date().isoformat()
     recorded: list[Recorded] = []
-    batches: list[list[tuple[str, int, int]]] = []
-    while sum(map(len, batches)) < len(changes):  # arriving together: one group commit
+    batches: list[list[Change]] = []
+    while sum(map(len, batches)) < len(timed):  # arriving together: one group commit
         start = sum(map(len, batches))
-        batches.append(changes[start : start + groups.randint(1, 5)])
+        batches.append(timed[start : start + groups.randint(1, 5)])
         batch = [
             ScoreChange(
-                user, user, str(uuid.uuid4()), "t", points, world.day, None, tuple(BOARDS), value
+                user,
+                user,
+                str(uuid.uuid4()),
+                "t",
+                points,
+                world.day,
+                None,
+                tuple(BOARDS),
+                value,
+                world.day - timedelta(minutes=len(timed) - at),
             )
-            for user, points, value in batches[-1]
+            for user, points, value, at in batches[-1]
         ]
         recorded += await asyncio.gather(*(world.writer.record(c) for c in batch))
 

@@ -23,6 +23,7 @@ class ScoreChange:
     client_ip: str | None
     boards: tuple[str, ...]
     value: int | None = None
+    issued_at: datetime | None = None  # the ticket's: latest boards keep the newest run
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, case, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -75,10 +75,7 @@ def _user_score(row: Any) -> UserScore:
 
 # Which upsert a board's rows go through.
 SUM, LATEST, BEST_DESC, BEST_ASC = "sum", "latest", "best-desc", "best-asc"
-# A latest board whose value the batch itself changed (2 then 4, say): changed, even if the
-# last value equals the stored one, as if the completions had committed one by one.
-LATEST_CHANGED = "latest-changed"
-KINDS = (SUM, LATEST, LATEST_CHANGED, BEST_DESC, BEST_ASC)
+KINDS = (SUM, LATEST, BEST_DESC, BEST_ASC)
 
 
 def _kind(entry: BoardEntry) -> str:
@@ -91,20 +88,22 @@ def _kind(entry: BoardEntry) -> str:
 def _upsert(engine: AsyncEngine, kind: str) -> Any:
     statement = _insert(engine, user_scores)
     new, old = statement.excluded, user_scores.c
-    if kind in (SUM, LATEST_CHANGED):
+    if kind == SUM:
         changes: dict[str, Any] = {
             "username": new.username,
-            "score": old.score + new.score if kind == SUM else new.score,
+            "score": old.score + new.score,
             "version": old.version + new.version,
             "last_updated": new.last_updated,
         }
     else:
-        # Only a better (best) or different (latest) value changes the row, its version and
-        # the time it was reached: an equal score keeps whoever reached it first.
+        # Only a better (best) value, or (latest) a value from a run issued after the one
+        # stored, changes the row, its version and the time it was reached: an equal score
+        # keeps whoever reached it first. Completing tickets out of order picks nothing.
+        newer = or_(old.value_at.is_(None), new.value_at > old.value_at)
         changed = {
             BEST_DESC: new.score > old.score,
             BEST_ASC: new.score < old.score,
-            LATEST: new.score != old.score,
+            LATEST: and_(newer, new.score != old.score),
         }[kind]
         changes = {
             "username": case((changed, new.username), else_=old.username),
@@ -112,17 +111,21 @@ def _upsert(engine: AsyncEngine, kind: str) -> Any:
             "version": old.version + case((changed, 1), else_=0),
             "last_updated": case((changed, new.last_updated), else_=old.last_updated),
         }
+        if kind == LATEST:
+            changes["value_at"] = case((newer, new.value_at), else_=old.value_at)
     return statement.on_conflict_do_update(
         index_elements=["board_id", "period_key", "user_id"], set_=changes
     ).returning(*user_scores.c)
 
 
 def _fold(kind: str, current: int | None, change: ScoreChange) -> int:
-    """A batch's changes of one user on one board, combined as the board combines them."""
+    """A batch's changes of one user on a sum or best board, combined as the board combines
+    them (in any order: the result is the same). Latest boards are not folded: their
+    changes are upserted one after the other, as they arrived."""
     if kind == SUM:
         return (current or 0) + change.points
     assert change.value is not None
-    if current is None or kind in (LATEST, LATEST_CHANGED):
+    if current is None:
         return change.value
     return max(current, change.value) if kind == BEST_DESC else min(current, change.value)
 
@@ -280,16 +283,28 @@ class ScoreRepository:
         if audit_rows:
             accepted = set((await conn.execute(self._insert_audit, audit_rows)).scalars())
 
-        rows: dict[str, dict[RowKey, dict[str, Any]]] = {}
+        # Per kind, rounds of rows with one row per user and board: sum and best changes fold
+        # into the first round; each further latest change of the same row opens a round of
+        # its own, so they apply one after another, as if committed one by one.
+        rounds: list[tuple[str, dict[RowKey, dict[str, Any]]]] = []
         periods: set[tuple[str, str]] = set()
         for c in changes:
             if c.action_id not in accepted or first[c.action_id] is not c:
                 continue
             for entry, period in targets[c.action_id]:
                 kind, row_key = _kind(entry), (entry.id, period.key, c.user_id)
-                if kind == LATEST and row_key in rows.get(LATEST_CHANGED, {}):
-                    kind = LATEST_CHANGED
-                row = rows.setdefault(kind, {}).setdefault(
+                rows = next(
+                    (
+                        rows
+                        for k, rows in rounds
+                        if k == kind and (kind != LATEST or row_key not in rows)
+                    ),
+                    None,
+                )
+                if rows is None:
+                    rows = {}
+                    rounds.append((kind, rows))
+                row = rows.setdefault(
                     row_key,
                     {
                         "board_id": entry.id,
@@ -298,15 +313,14 @@ class ScoreRepository:
                         "score": None,
                         "version": 0,
                         "last_updated": now,
+                        "value_at": c.issued_at,
                     },
                 )
                 row["username"] = c.username
-                before, row["score"] = row["score"], _fold(kind, row["score"], c)
+                row["score"] = c.value if kind == LATEST else _fold(kind, row["score"], c)
                 row["version"] += 1 if kind == SUM else 0
-                if kind == LATEST and before is not None and before != row["score"]:
-                    rows.setdefault(LATEST_CHANGED, {})[row_key] = rows[LATEST].pop(row_key)
                 periods.add((entry.id, period.key))
-        committed = await self._upsert_rows(conn, rows)
+        committed = await self._upsert_rows(conn, rounds)
         new_periods = periods - self._known_periods
         await BoardRepository.note_periods(conn, sorted(new_periods), now)
         if len(self._known_periods) > KNOWN_PERIODS_CAP:
@@ -315,10 +329,10 @@ class ScoreRepository:
         return _outcomes(changes, accepted, first, targets, committed)
 
     async def _upsert_rows(
-        self, conn: AsyncConnection, rows: dict[str, dict[RowKey, dict[str, Any]]]
+        self, conn: AsyncConnection, rounds: list[tuple[str, dict[RowKey, dict[str, Any]]]]
     ) -> dict[RowKey, UserScore]:
         committed: dict[RowKey, UserScore] = {}
-        for kind, by_key in rows.items():
+        for kind, by_key in rounds:
             if kind != SUM:
                 for row in by_key.values():
                     row["version"] = 1  # a new row's version; "+1 if it changed" otherwise
@@ -376,8 +390,7 @@ def _outcomes(
 ) -> list[Outcome]:
     """Give each change its own result on each board. On sum boards later changes of the same
     user in the batch are subtracted, so every request sees the score right after its own
-    update; a latest board shows the change's own value; a best board the best after the
-    batch."""
+    update; best and latest boards show the score after the batch."""
     later_points: dict[RowKey, int] = {}
     outcomes: list[Outcome] = []
     for change in reversed(changes):
@@ -395,8 +408,6 @@ def _outcomes(
             if kind == SUM:
                 new_score = user.score - later_points.get(row_key, 0)
                 later_points[row_key] = later_points.get(row_key, 0) + change.points
-            elif kind == LATEST and change.value is not None:
-                new_score = change.value
             else:
                 new_score = user.score
             results.append(BoardScore(entry.key(period), new_score, user))

@@ -89,6 +89,7 @@ class ScoreService:
                     client_ip=client_ip,
                     boards=tuple(entry.id for entry in self._boards.feeds(ticket.type)),
                     value=ticket.value,
+                    issued_at=ticket.issued_at,
                 )
             )
         except ScoreboardError as refusal:

@@ -42,6 +42,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("period_key", sa.String(64), nullable=False, server_default="all")
         )
+        batch.add_column(sa.Column("value_at", sa.DateTime(timezone=True), nullable=True))
         batch.drop_constraint("pk_user_scores", type_="primary")
         batch.create_primary_key("pk_user_scores", ["board_id", "period_key", "user_id"])
     with op.batch_alter_table("user_scores") as batch:
