@@ -115,7 +115,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await boards.start()
             stack.push_async_callback(_bounded, boards.stop, "boards")
 
-            limiter = RateLimiter(settings.resolved_rate_limit_storage)
+            limiter = RateLimiter(
+                settings.resolved_rate_limit_storage, key_prefix=f"{settings.redis_prefix}limits"
+            )
             abuse_repository = AbuseRepository(engine)
             abuse = AbuseService(rules, limiter, abuse_repository)
             await abuse.start()

@@ -60,10 +60,11 @@ class RateLimited(ScoreboardError):
 
 
 class RateLimiter:
-    def __init__(self, storage_url: str) -> None:
-        # The async flavour of any limits storage URL: memory://, redis://...
+    def __init__(self, storage_url: str, key_prefix: str = "scoreboard:limits") -> None:
+        # The async flavour of any limits storage URL: memory://, redis://... Keys go under
+        # the service's own prefix, so deployments sharing a Redis never share counters.
         async_url = storage_url if storage_url.startswith("async+") else "async+" + storage_url
-        storage = storage_from_string(async_url)
+        storage = storage_from_string(async_url, key_prefix=key_prefix)
         if not isinstance(storage, Storage):
             raise ValueError(f"{storage_url} is not an asynchronous rate-limit storage")
         self._storage = storage
