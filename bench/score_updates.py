@@ -1,12 +1,28 @@
-"""Score update throughput of the embedded shape, as ratios against floors measured in the
-same run on the same machine, with wrk as the load generator (apt-get install wrk):
+"""Score update throughput, as ratios against floors measured in the same run on the same
+machine, with wrk as the load generator (apt-get install wrk).
+
+Shapes: the embedded one (SQLite, in-process ranking) always; with ``--production`` also
+PostgreSQL + Redis (the local servers of the test suite). Each shape is measured with the
+action type "instant" feeding 1 board (tests/actions.toml: "global") and 3 boards (a
+catalog written into the run's temporary directory: "global", a weekly and a daily board),
+so the cost of a board fed is the ratio 3 boards / 1 board. ``--boards 1`` or ``--boards 3``
+measures one of them only. Every run gets a fresh database and Redis key prefix, so no run
+sees another's rows. ``--repeat K`` runs each (shape, boards) K times, alternating the board
+counts, and reports the run with the median throughput (for a machine with other load).
+
+Floors:
 
 - hello: a Litestar hello-world POST on uvicorn with the same settings (the framework floor);
 - commit: one SQLite INSERT + COMMIT per update with synchronous=FULL on the same disk (the
   best a one-transaction-per-request design could do).
 
 Every score update sent is a distinct valid ticket (pre-signed, not timed), so each one is a
-real, durable, exactly-once write. Run: `make bench`.
+real, durable, exactly-once write. The velocity abuse rules (points_per_minute,
+actions_per_minute) are turned off in every run, as the players are machines on purpose; the
+other abuse rules keep their defaults. Tickets and their timestamps are made when a run
+starts, so a run must stay within the clock skew (30 s) and the tickets' 60 s.
+
+Run: `make bench`, or `.venv/bin/python bench/score_updates.py --production --seconds 5`.
 """
 
 from __future__ import annotations
@@ -21,6 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,10 +49,47 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis as redis_sync  # noqa: E402
-from tests.helpers import forge_ticket, make_token, settings_env  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    ACTIONS_FILE,
+    bearer,
+    forge_ticket,
+    make_token,
+    settings_env,
+)
 from tests.postgres import temporary_database  # noqa: E402
 from tests.redis_support import REDIS_URL  # noqa: E402
 from tests.server import free_port  # noqa: E402
+
+# Velocity rules off: the benchmark's players are machines on purpose. Every run, whatever
+# its boards, gets the same rules, so the 3 boards / 1 board ratio compares like with like.
+ABUSE_OFF = ("points_per_minute", "actions_per_minute")
+
+# The 3-board catalog: "instant" as in tests/actions.toml (points 10, the points the
+# forged tickets carry), but counting on an all-time, a weekly and a daily board. Its ttl
+# is not read when a ticket is completed: the forged tickets carry their own window.
+THREE_BOARDS = """\
+default = "instant"
+
+[boards.global]
+title = "All time"
+
+[boards.weekly]
+title = "This week"
+reset = "weekly"
+
+[boards.daily]
+title = "Today"
+reset = "daily"
+
+[types.instant]
+points = 10
+ttl = 3600
+boards = ["global", "weekly", "daily"]
+"""
+BOARD_NAMES = {1: "global", 3: "global, weekly, daily"}
+EMBEDDED, PRODUCTION = "embedded SQLite", "PostgreSQL + Redis"
+Results = dict[str, dict[int, dict[str, float]]]  # shape -> boards fed -> wrk figures
+WIDTH = 44  # label column
 
 
 def write_requests(path: Path, count: int, users: int) -> None:
@@ -45,6 +101,34 @@ def write_requests(path: Path, count: int, users: int) -> None:
             ticket = forge_ticket(f"user-{i % users}", issued_at=issued)
             out.write(
                 f"{tokens[i % users]}\t{json.dumps({'actionId': ticket, 'timestamp': stamp})}\n"
+            )
+
+
+def actions_file(boards: int, work: Path) -> Path:
+    """The catalog whose "instant" feeds that many boards."""
+    if boards == 1:
+        return ACTIONS_FILE
+    path = work / "three_boards.toml"
+    path.write_text(THREE_BOARDS)
+    return path
+
+
+@contextmanager
+def fresh_backend(production: bool, boards: int, work: Path) -> Iterator[tuple[str, str | None]]:
+    """A database URL and Redis prefix (None: embedded) that no other run has written to."""
+    run = f"{boards}-boards-{uuid.uuid4().hex[:8]}"
+    if not production:
+        yield f"sqlite+aiosqlite:///{work}/embedded-{run}.db", None
+        return
+    prefix = f"bench:{os.getpid()}:{run}:"
+    with temporary_database() as database:
+        try:
+            yield database, prefix
+        finally:
+            redis_sync.Redis.from_url(REDIS_URL).eval(
+                "for _,k in ipairs(redis.call('keys', ARGV[1])) do redis.call('del', k) end",
+                0,
+                prefix + "*",
             )
 
 
@@ -105,19 +189,82 @@ def wrk(port: int, requests: Path, seconds: int, connections: int) -> dict[str, 
     }
 
 
-def measure_scoreboard(
-    database: str, redis_prefix: str | None, work: Path, requests: Path, args: argparse.Namespace
-) -> dict[str, float]:
-    port = free_port()
-    env = settings_env(database, work, SCOREBOARD_PORT=str(port), SCOREBOARD_LOG_LEVEL="warning")
-    # Velocity rules off: the benchmark's players are machines on purpose.
-    env["SCOREBOARD_ABUSE_RULES"] = json.dumps(
-        {"points_per_minute": {"policy": "off"}, "actions_per_minute": {"policy": "off"}}
+def check_boards(port: int, boards: int) -> None:
+    """One update outside the measured ones: a catalog mistake would otherwise be measured
+    silently as a run with fewer boards."""
+    token = make_token("bench-probe", username="probe")
+    body = {"actionId": forge_ticket("bench-probe"), "timestamp": datetime.now(UTC).isoformat()}
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/api/scores/update", json=body, headers=bearer(token)
     )
-    if redis_prefix:
-        env |= {"SCOREBOARD_REDIS_URL": REDIS_URL, "SCOREBOARD_REDIS_PREFIX": redis_prefix}
-    server = serve([sys.executable, "-m", "scoreboard", "serve"], env, port)
-    write_requests(requests, args.tickets, args.users)  # fresh timestamps, within the skew
+    response.raise_for_status()
+    fed = [result["board"] for result in response.json()["boards"]]
+    if len(fed) != boards:
+        raise RuntimeError(f"expected {boards} boards fed, the service fed {fed}")
+
+
+def measure_scoreboard(
+    production: bool, boards: int, work: Path, requests: Path, args: argparse.Namespace
+) -> dict[str, float]:
+    with fresh_backend(production, boards, work) as (database, redis_prefix):
+        port = free_port()
+        env = settings_env(
+            database,
+            work,
+            SCOREBOARD_PORT=str(port),
+            SCOREBOARD_LOG_LEVEL="warning",
+            SCOREBOARD_ACTIONS_FILE=str(actions_file(boards, work)),
+            SCOREBOARD_ABUSE_RULES=json.dumps({rule: {"policy": "off"} for rule in ABUSE_OFF}),
+        )
+        if redis_prefix:
+            env |= {"SCOREBOARD_REDIS_URL": REDIS_URL, "SCOREBOARD_REDIS_PREFIX": redis_prefix}
+        server = serve([sys.executable, "-m", "scoreboard", "serve"], env, port)
+        try:
+            check_boards(port, boards)
+            write_requests(requests, args.tickets, args.users)  # fresh timestamps, within skew
+            run = wrk(port, requests, args.seconds, args.connections)
+        finally:
+            server.terminate()
+            server.wait()
+    if run["requests"] > args.tickets or run["errors"]:
+        print(
+            f"warning: {boards} board(s), {'production' if production else 'embedded'}: "
+            f"{run['errors']:.0f} non-2xx responses (raise --tickets?)",
+            file=sys.stderr,
+        )
+    return run
+
+
+def measure_shape(
+    production: bool, boards: list[int], work: Path, requests: Path, args: argparse.Namespace
+) -> dict[int, dict[str, float]]:
+    """Each board count ``--repeat`` times, alternating, so that load which comes and goes
+    on the machine falls on both alike; the run with the median throughput stands."""
+    runs: dict[int, list[dict[str, float]]] = {n: [] for n in boards}
+    for _ in range(args.repeat):
+        for n in boards:
+            runs[n].append(measure_scoreboard(production, n, work, requests, args))
+    return {n: sorted(done, key=lambda run: run["rps"])[len(done) // 2] for n, done in runs.items()}
+
+
+def measure_hello(requests: Path, args: argparse.Namespace) -> dict[str, float]:
+    port = free_port()
+    hello_cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.hello_app:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    server = serve(hello_cmd, {}, port)
     try:
         return wrk(port, requests, args.seconds, args.connections)
     finally:
@@ -139,7 +286,7 @@ def commit_floor(directory: Path, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -152,70 +299,91 @@ def main() -> None:
     parser.add_argument(
         "--production", action="store_true", help="also PostgreSQL + Redis (local servers)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--boards",
+        type=int,
+        nargs="+",
+        choices=sorted(BOARD_NAMES),
+        default=sorted(BOARD_NAMES),
+        help="boards each update feeds (default: both 1 and 3)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each (shape, boards); the median stands"
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
+    boards = sorted(set(args.boards))
+    shapes = {EMBEDDED: False} | ({PRODUCTION: True} if args.production else {})
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         requests = work / "requests.tsv"
         write_requests(requests, args.tickets, args.users)
-
-        port = free_port()
-        hello_cmd = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.hello_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        hello_server = serve(hello_cmd, {}, port)
-        try:
-            hello = wrk(port, requests, args.seconds, args.connections)
-        finally:
-            hello_server.terminate()
-            hello_server.wait()
-
-        updates = measure_scoreboard(
-            f"sqlite+aiosqlite:///{work}/bench.db", None, work, requests, args
-        )
-        production = None
-        if args.production:
-            with temporary_database() as database:
-                prefix = f"bench:{os.getpid()}:"
-                production = measure_scoreboard(database, prefix, work, requests, args)
-                redis_sync.Redis.from_url(REDIS_URL).eval(
-                    "for _,k in ipairs(redis.call('keys', ARGV[1])) do redis.call('del', k) end",
-                    0,
-                    prefix + "*",
-                )
+        hello = measure_hello(requests, args)
+        results: Results = {
+            shape: measure_shape(production, boards, work, requests, args)
+            for shape, production in shapes.items()
+        }
         commits = commit_floor(work, 3000)
+    report(args, hello, commits, results)
 
-    if updates["requests"] > args.tickets or updates["errors"]:
-        print(f"warning: {updates['errors']:.0f} non-2xx responses (raise --tickets?)")
+
+def report(
+    args: argparse.Namespace, hello: dict[str, float], commits: float, results: Results
+) -> None:
+    repeats = f", median of {args.repeat} alternating runs" if args.repeat > 1 else ""
     print(
-        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.users} users, {os.cpu_count()} cpus"
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.users} users, "
+        f"{os.cpu_count()} cpus{repeats}"
     )
+    print(f"abuse rules: {', '.join(ABUSE_OFF)} off in every run; the others at their defaults")
     line("floor  hello-world POST", hello)
-    print(f"{'floor  SQLite commit per update':34}{commits:9.0f} commits/s (synchronous=FULL)")
-    line("score updates, embedded SQLite", updates)
-    print(f"{'ratio  updates / hello-world':34}{updates['rps'] / hello['rps']:9.2f}")
-    if production:
-        line("score updates, PostgreSQL + Redis", production)
-        print(f"{'ratio  production / embedded':34}{production['rps'] / updates['rps']:9.2f}")
-    print(f"{'ratio  updates / commit floor':34}{updates['rps'] / commits:9.2f}")
+    print(f"{'floor  SQLite commit per update':{WIDTH}}{commits:9.0f} commits/s (synchronous=FULL)")
+    for shape, runs in results.items():
+        print(f"\n{shape}")
+        for n, run in runs.items():
+            line(f"  {boards_label(n)}: {BOARD_NAMES[n]}", run)
+        if len(runs) == 2:
+            board_cost(runs[1], runs[3])
+        for n, run in runs.items():
+            ratio(f"  ratio  {boards_label(n)}: updates / hello-world", run["rps"] / hello["rps"])
+        if shape == EMBEDDED:  # the commit floor is SQLite's
+            for n, run in runs.items():
+                ratio(f"  ratio  {boards_label(n)}: updates / commit floor", run["rps"] / commits)
+    if PRODUCTION in results:
+        print(f"\n{PRODUCTION} / {EMBEDDED}")
+        for n, run in results[PRODUCTION].items():
+            ratio(
+                f"  ratio  {boards_label(n)}: production / embedded",
+                run["rps"] / results[EMBEDDED][n]["rps"],
+            )
+
+
+def board_cost(one: dict[str, float], three: dict[str, float]) -> None:
+    """What feeding 3 boards instead of 1 costs: throughput kept, latencies multiplied."""
+    p50, p99 = three["p50"] / one["p50"], three["p99"] / one["p99"]
+    detail = f"req/s   p50 x{p50:.2f}   p99 x{p99:.2f}"
+    ratio("  ratio  3 boards / 1 board", three["rps"] / one["rps"], detail)
+
+
+def boards_label(boards: int) -> str:
+    return f"{boards} board{'s' if boards > 1 else ''}"
 
 
 def line(label: str, run: dict[str, float]) -> None:
-    print(f"{label:34}{run['rps']:9.0f} req/s   p50 {run['p50']:6.2f} ms  p99 {run['p99']:6.2f} ms")
+    print(
+        f"{label:{WIDTH}}{run['rps']:9.0f} req/s   p50 {run['p50']:6.2f} ms  "
+        f"p99 {run['p99']:6.2f} ms"
+    )
+
+
+def ratio(label: str, value: float, detail: str = "") -> None:
+    print(f"{label:{WIDTH}}{value:9.2f} {detail}".rstrip())
 
 
 if __name__ == "__main__":
