@@ -64,28 +64,9 @@ from tests.server import free_port  # noqa: E402
 # its boards, gets the same rules, so the 3 boards / 1 board ratio compares like with like.
 ABUSE_OFF = ("points_per_minute", "actions_per_minute")
 
-# The 3-board catalog: "instant" as in tests/actions.toml (points 10, the points the
-# forged tickets carry), but counting on an all-time, a weekly and a daily board. Its ttl
-# is not read when a ticket is completed: the forged tickets carry their own window.
-THREE_BOARDS = """\
-default = "instant"
-
-[boards.global]
-title = "All time"
-
-[boards.weekly]
-title = "This week"
-reset = "weekly"
-
-[boards.daily]
-title = "Today"
-reset = "daily"
-
-[types.instant]
-points = 10
-ttl = 3600
-boards = ["global", "weekly", "daily"]
-"""
+# The 3-board catalog: "instant" as in tests/actions.toml (points 10, the points the forged
+# tickets carry), but counting on an all-time, a weekly and a daily board.
+THREE_BOARDS = ROOT / "tests" / "three_boards.toml"
 BOARD_NAMES = {1: "global", 3: "global, weekly, daily"}
 EMBEDDED, PRODUCTION = "embedded SQLite", "PostgreSQL + Redis"
 Results = dict[str, dict[int, dict[str, float]]]  # shape -> boards fed -> wrk figures
@@ -104,13 +85,9 @@ def write_requests(path: Path, count: int, users: int) -> None:
             )
 
 
-def actions_file(boards: int, work: Path) -> Path:
+def actions_file(boards: int) -> Path:
     """The catalog whose "instant" feeds that many boards."""
-    if boards == 1:
-        return ACTIONS_FILE
-    path = work / "three_boards.toml"
-    path.write_text(THREE_BOARDS)
-    return path
+    return ACTIONS_FILE if boards == 1 else THREE_BOARDS
 
 
 @contextmanager
@@ -213,7 +190,7 @@ def measure_scoreboard(
             work,
             SCOREBOARD_PORT=str(port),
             SCOREBOARD_LOG_LEVEL="warning",
-            SCOREBOARD_ACTIONS_FILE=str(actions_file(boards, work)),
+            SCOREBOARD_ACTIONS_FILE=str(actions_file(boards)),
             SCOREBOARD_ABUSE_RULES=json.dumps({rule: {"policy": "off"} for rule in ABUSE_OFF}),
         )
         if redis_prefix:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ from tests.helpers import (
     make_token,
     new_user,
     now_iso,
-    settings_env,
 )
+from tests.live.conftest import StartServer
 from tests.live.wsclient import closed_with, next_event, open_ws, ws_url
 from tests.security.test_attacks import (
     UPDATE,
@@ -61,7 +61,6 @@ SECRETS = (JWT_SECRET, ACTION_SECRET, "Traceback", "sqlalchemy", "SELECT ", ".py
 
 Scores = dict[str, list[tuple[str, int, int]]]  # "board/period" -> (user, score, rank)
 Rules = dict[str, dict[str, Any]]  # board id -> its definition as GET /api/boards shows it
-StartServer = Callable[..., ServerProcess]
 
 
 # =========================================================================== helpers
@@ -162,23 +161,8 @@ async def api(backend: Backend, tmp_path: Path) -> AsyncIterator[Api]:
         yield Api(client)
 
 
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Real `scoreboard serve` processes (embedded SQLite) with the many-board catalog."""
-    started: list[ServerProcess] = []
-
-    def start(**env: str) -> ServerProcess:
-        database = f"sqlite+aiosqlite:///{tmp_path / 'scoreboard.db'}"
-        env = {"SCOREBOARD_ACTIONS_FILE": str(BOARDS_FILE), **env}
-        server = ServerProcess(
-            settings_env(database, tmp_path, **env), tmp_path / f"server-{len(started)}.log"
-        )
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
+# Real `scoreboard serve` processes (tests/live/conftest.py), with the many-board catalog.
+MANY_BOARDS = {"SCOREBOARD_ACTIONS_FILE": str(BOARDS_FILE)}
 
 
 # =========================================================================== chosen values
@@ -682,7 +666,7 @@ async def server_scores(server: ServerProcess) -> Scores:
 async def test_connecting_to_too_many_or_odd_boards_is_closed_4404(
     start_server: StartServer,
 ) -> None:
-    server = start_server()
+    server = start_server(**MANY_BOARDS)
     async with httpx.AsyncClient(base_url=server.url) as client:
         await Api(client).score("rival", "play")
     before = await server_scores(server)
@@ -719,7 +703,7 @@ async def test_connecting_to_too_many_or_odd_boards_is_closed_4404(
 async def test_subscriptions_past_ten_boards_or_to_unknown_boards_are_refused(
     start_server: StartServer,
 ) -> None:
-    server = start_server()
+    server = start_server(**MANY_BOARDS)
     extra = [f"extra{i}" for i in range(4)]  # 8 file boards + 4: more than one socket may follow
     async with httpx.AsyncClient(base_url=server.url) as client:
         for board in extra:
@@ -765,7 +749,9 @@ async def test_subscriptions_past_ten_boards_or_to_unknown_boards_are_refused(
 async def test_a_subscribe_flood_is_rate_limited_then_closed_1008(
     start_server: StartServer,
 ) -> None:
-    server = start_server(SCOREBOARD_WS_MESSAGES_PER_SECOND="1", SCOREBOARD_WS_MESSAGE_BURST="5")
+    server = start_server(
+        **MANY_BOARDS, SCOREBOARD_WS_MESSAGES_PER_SECOND="1", SCOREBOARD_WS_MESSAGE_BURST="5"
+    )
     ws = await open_ws(server, make_token(new_user()))
     await next_event(ws, "connection_success")
     for i in range(8):

@@ -47,31 +47,7 @@ CHROMIUM_ARGS = [
 LIVE_MS = 20_000
 RECONNECT_MS = 30_000
 POINTS = {"big": 100, "instant": 10}  # tests/actions.toml
-# Three boards, and an action type that feeds only one of them, so that they differ.
-BOARDS_CATALOG = """\
-default = "instant"
-
-[boards.global]
-title = "All time"
-
-[boards.weekly]
-title = "This week"
-reset = "weekly"
-
-[boards.daily]
-title = "Today"
-reset = "daily"
-
-[types.instant]
-points = 10
-ttl = 60
-boards = ["global", "weekly", "daily"]
-
-[types.weeklyonly]
-points = 30
-ttl = 60
-boards = ["weekly"]
-"""
+BOARDS_CATALOG = Path(__file__).resolve().parents[1] / "three_boards.toml"
 COUNTDOWN = re.compile(r"ends in (?:(\d+)d )?(\d\d):(\d\d):(\d\d)")
 
 # The page's rows as [userId, rank, name, score] text, in display order.
@@ -280,12 +256,10 @@ def countdown_seconds(page: Page) -> int:
 
 
 def test_the_page_switches_boards_live(browser: Browser, tmp_path: Path) -> None:
-    catalog = tmp_path / "actions.toml"
-    catalog.write_text(BOARDS_CATALOG)
     env = settings_env(
         f"sqlite+aiosqlite:///{tmp_path}/db.sqlite",
         tmp_path,
-        SCOREBOARD_ACTIONS_FILE=str(catalog),
+        SCOREBOARD_ACTIONS_FILE=str(BOARDS_CATALOG),
     )
     server = ServerProcess(env, tmp_path / "server.log").start()
     page = browser.new_page(viewport={"width": 900, "height": 760})
