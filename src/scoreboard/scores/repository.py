@@ -224,7 +224,12 @@ class ScoreRepository:
             async with self._engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_write=True)
                 async with conn.begin():
-                    return await self._write(conn, changes)
+                    outcomes, noted = await self._write(conn, changes)
+            # Only once committed: a rolled-back batch must note its periods again.
+            if len(self._known_periods) > KNOWN_PERIODS_CAP:
+                self._known_periods.clear()
+            self._known_periods |= noted
+            return outcomes
         except Exception as exc:
             if is_unavailable(exc):
                 log.warning("score_write_unavailable", error=type(exc).__name__, batch=len(changes))
@@ -251,7 +256,10 @@ class ScoreRepository:
                 targets.append((entry, self._boards.current(entry, now)))
         return targets
 
-    async def _write(self, conn: AsyncConnection, changes: Sequence[ScoreChange]) -> list[Outcome]:
+    async def _write(
+        self, conn: AsyncConnection, changes: Sequence[ScoreChange]
+    ) -> tuple[list[Outcome], set[tuple[str, str]]]:
+        """The batch's statements; returns each change's outcome and the periods it noted."""
         await self._boards.sync(conn)
         now = self._boards.clock()  # after the lock: a rollover is before or after all of it
         first: dict[str, ScoreChange] = {}
@@ -323,10 +331,7 @@ class ScoreRepository:
         committed = await self._upsert_rows(conn, rounds)
         new_periods = periods - self._known_periods
         await BoardRepository.note_periods(conn, sorted(new_periods), now)
-        if len(self._known_periods) > KNOWN_PERIODS_CAP:
-            self._known_periods.clear()
-        self._known_periods |= new_periods
-        return _outcomes(changes, accepted, first, targets, committed)
+        return _outcomes(changes, accepted, first, targets, committed), new_periods
 
     async def _upsert_rows(
         self, conn: AsyncConnection, rounds: list[tuple[str, dict[RowKey, dict[str, Any]]]]
