@@ -3,8 +3,8 @@ machine, with wrk as the load generator (apt-get install wrk).
 
 Shapes: the embedded one (SQLite, in-process ranking) always; with ``--production`` also
 PostgreSQL + Redis (the local servers of the test suite). Each shape is measured with the
-action type "instant" feeding 1 board (tests/actions.toml: "global") and 3 boards (a
-catalog written into the run's temporary directory: "global", a weekly and a daily board),
+action type "instant" feeding 1 board (tests/actions.toml: "global") and 3 boards
+(tests/three_boards.toml: "global", a weekly and a daily board),
 so the cost of a board fed is the ratio 3 boards / 1 board. ``--boards 1`` or ``--boards 3``
 measures one of them only. Every run gets a fresh database and Redis key prefix, so no run
 sees another's rows. ``--repeat K`` runs each (shape, boards) K times, alternating the board
