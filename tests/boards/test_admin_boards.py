@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from scoreboard.app import create_app
+from scoreboard.boards.service import BoardDefinitionError
 from scoreboard.config import Settings
 from scoreboard.database import create_engine
 from scoreboard.tables import admin_audit, board_rollovers
@@ -208,3 +209,34 @@ async def test_board_changes_need_the_admin_scope_and_a_reason(api: Api) -> None
     assert retired.status_code == 200
     refused = await call(api, "POST", "/api/admin/boards/weekly/rollover", {"reason": "x-x"})
     assert refused.status_code == 409
+
+
+async def test_a_file_board_that_clashes_with_a_runtime_one_stops_start_up(
+    api: Api, settings: Settings, tmp_path: Path
+) -> None:
+    assert (await call(api, "PUT", "/api/admin/boards/weekend", WEEKEND)).status_code == 201
+    same = tmp_path / "same.toml"
+    same.write_text(
+        BOARDS_FILE.read_text()
+        + '\n[boards.weekend]\nreset = "weekly"\ntimezone = "Asia/Tokyo"\nkeep_periods = 3\n'
+    )
+    clashing = tmp_path / "clashing.toml"
+    clashing.write_text(BOARDS_FILE.read_text() + '\n[boards.weekend]\nreset = "daily"\n')
+
+    # The same rules: the file now owns the board, and its scores stay where they are.
+    async with AsyncTestClient(
+        app=create_app(settings.model_copy(update={"actions_file": same}))
+    ) as client:
+        listed = (await client.get("/api/boards", headers=bearer(make_token("r")))).json()
+        weekend = {b["id"]: b for b in listed["boards"]}["weekend"]
+        assert (weekend["source"], weekend["keepPeriods"]) == ("file", 3)
+
+    # Other rules: refusing to start beats silently ranking old scores by new rules.
+    with pytest.raises(BaseExceptionGroup) as refused:  # the test client's task group
+        async with AsyncTestClient(
+            app=create_app(settings.model_copy(update={"actions_file": clashing}))
+        ):
+            pass
+    assert refused.group_contains(
+        BoardDefinitionError, match="'weekend' is defined in the actions file"
+    )
