@@ -9,11 +9,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # SQLSTATE classes that mean "the server cannot serve now", not "your statement is wrong":
 # 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown).
@@ -28,6 +29,11 @@ def is_unavailable(exc: BaseException) -> bool:
         sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
         return exc.connection_invalidated or sqlstate[:2] in _UNAVAILABLE_SQLSTATE
     return False
+
+
+def upsert_into(bind: AsyncEngine | AsyncConnection, table: Table) -> Any:
+    """An INSERT that can take ON CONFLICT clauses, in the dialect of ``bind``."""
+    return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -68,6 +68,7 @@ async def shared_backends(
         SqlRanking(engine),
         repository.load_period,
         boards.readable_keys,
+        boards.current_keys,
         settings.cache_sync_interval,
     )
     broadcaster = RedisBroadcaster(redis, prefix)

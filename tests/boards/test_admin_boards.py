@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,30 @@ async def test_a_file_board_that_clashes_with_a_runtime_one_stops_start_up(
     assert refused.group_contains(
         BoardDefinitionError, match="'weekend' is defined in the actions file"
     )
+
+
+async def test_after_a_rollover_no_instance_writes_into_the_closed_period(
+    settings: Settings,
+) -> None:
+    """Two instances on one database; the second one's clock runs 30 s behind the first's,
+    which rolls the season over. Whatever the second one's clock says, its next completion
+    lands in the new period (the rollover is in the database before the write)."""
+    ahead, behind = MovableClock(), MovableClock()
+    behind.move(timedelta(seconds=-30))
+    async with (
+        AsyncTestClient(app=create_app(settings, clock=ahead)) as first,
+        AsyncTestClient(app=create_app(settings, clock=behind)) as second,
+    ):
+        early = await Api(second, clock=behind).score("ann", "evening")
+        assert {b["board"]: b["period"] for b in early["boards"]}["season"] == "1"
+        rolled = await first.post(
+            "/api/admin/boards/season/rollover", json={"reason": "season over"}, headers=admin()
+        )
+        assert rolled.json()["period"] == "2"
+        late = await Api(second, clock=behind).score("ben", "evening")
+        assert {b["board"]: b["period"] for b in late["boards"]}["season"] == "2"
+        # Rolled over again from the instance behind: after the last cut, not before it.
+        again = await second.post(
+            "/api/admin/boards/season/rollover", json={"reason": "season 2 over"}, headers=admin()
+        )
+        assert again.json() == {"board": "season", "closedPeriod": "2", "period": "3"}

@@ -80,7 +80,10 @@ def test_cron_boundaries_in_a_skipped_and_a_repeated_hour() -> None:
     assert autumn.end - autumn.start == timedelta(hours=25)
 
 
-@pytest.mark.parametrize("reset", ["daily", "weekly", "monthly", "15 */6 * * *", "0 9 * * 1-5"])
+@pytest.mark.parametrize(
+    "reset",
+    ["daily", "weekly", "monthly", "15 */6 * * *", "0 9 * * 1-5", "30 1 * * *", "*/20 2 * * *"],
+)
 @pytest.mark.parametrize("timezone", ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"])
 @settings(max_examples=40, deadline=None)
 @given(seconds=st.integers(min_value=0, max_value=4 * 365 * 86400))
@@ -100,6 +103,29 @@ def test_every_instant_lies_in_exactly_one_period(reset: str, timezone: str, sec
     assert len({before.key, period.key, after.key}) == 3
     assert timeline.at(period.start) == period
     assert timeline.at(period.end - MICROSECOND) == period
+
+
+@pytest.mark.parametrize(
+    ("reset", "timezone", "repeated"),
+    [
+        # 01:00-02:00 happens twice in New York on 2026-11-01 (05:00-07:00 UTC), and
+        # 02:00-03:00 twice in Berlin on 2026-10-25 (00:00-02:00 UTC).
+        ("30 1 * * *", "America/New_York", datetime(2026, 11, 1, 5, tzinfo=UTC)),
+        ("30 2 * * *", "Europe/Berlin", datetime(2026, 10, 25, 0, tzinfo=UTC)),
+        ("*/20 1 * * *", "America/New_York", datetime(2026, 11, 1, 5, tzinfo=UTC)),
+    ],
+)
+def test_a_period_never_reopens_during_a_repeated_hour(
+    reset: str, timezone: str, repeated: datetime
+) -> None:
+    timeline = Timeline(board(reset, timezone))
+    starts = []
+    for minute in range(0, 3 * 60):  # through both passes of the hour, a minute at a time
+        period = timeline.at(repeated + timedelta(minutes=minute))
+        assert period.contains(repeated + timedelta(minutes=minute))
+        assert period.start is not None
+        starts.append(period.start)
+    assert starts == sorted(starts)  # time only moves forward through the periods
 
 
 def test_never_and_manual_boards_have_one_open_period() -> None:

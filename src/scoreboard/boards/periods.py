@@ -54,10 +54,14 @@ def natural_period(board: Board, instant: datetime) -> Period:
     if cron is None:
         return Period(ALL_TIME if board.reset == Reset.NEVER else "", None, None)
     local = instant.astimezone(board.zone).replace(microsecond=0)
-    # Backwards from just after the whole second includes that second itself; forwards
-    # excludes it: start <= instant < end.
+    # Backwards from just after the whole second includes that second itself.
     start = next(CronSim(cron, local + MICROSECOND, reverse=True))
-    end = next(CronSim(cron, local))
+    end = next(CronSim(cron, start))
+    # CronSim steps on wall-clock time: inside a repeated hour (the second pass of 01:xx when
+    # clocks go back) the backward step can land one period early. Walk forward, comparing
+    # instants (UTC), until start <= instant < end.
+    while end.astimezone(UTC) <= instant:
+        start, end = end, next(CronSim(cron, end))
     return Period(_natural_key(board, start), start.astimezone(UTC), end.astimezone(UTC))
 
 

@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scoreboard.clock import Clock
+from scoreboard.database import upsert_into
 from scoreboard.tables import board_periods, board_revision, board_rollovers, boards, user_scores
 
 DELETE_CHUNK = 10_000  # rows per statement when a period is pruned: short locks, small WAL
@@ -34,10 +34,6 @@ class StoredBoards:
     revision: int
     boards: dict[str, StoredBoard]
     rollovers: dict[str, tuple[datetime, ...]]  # sorted, per board
-
-
-def _insert(conn: AsyncConnection, table: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 class BoardRepository:
@@ -106,7 +102,7 @@ class BoardRepository:
         conn: AsyncConnection, board_id: str, definition: dict[str, Any], now: datetime
     ) -> None:
         """Create or change a runtime board (and bring a retired one back)."""
-        statement = _insert(conn, boards).values(
+        statement = upsert_into(conn, boards).values(
             id=board_id,
             definition=json.dumps(definition, sort_keys=True),
             created_at=now,
@@ -126,7 +122,7 @@ class BoardRepository:
 
     @staticmethod
     async def retire(conn: AsyncConnection, board_id: str, now: datetime) -> None:
-        statement = _insert(conn, boards).values(
+        statement = upsert_into(conn, boards).values(
             id=board_id, definition=None, created_at=now, updated_at=now, retired_at=now
         )
         await conn.execute(
@@ -155,7 +151,7 @@ class BoardRepository:
     ) -> None:
         rows = [{"board_id": b, "period_key": p, "first_score_at": now} for b, p in periods]
         if rows:
-            statement = _insert(conn, board_periods).on_conflict_do_nothing()
+            statement = upsert_into(conn, board_periods).on_conflict_do_nothing()
             await conn.execute(statement, rows)
 
     async def stored_periods(self) -> list[tuple[str, str]]:
@@ -167,28 +163,41 @@ class BoardRepository:
             )
             return [(row.board_id, row.period_key) for row in rows]
 
-    async def delete_periods(self, periods: Sequence[tuple[str, str]]) -> int:
-        """Delete the scores of these periods, a chunk per transaction; returns the rows."""
+    async def delete_periods(
+        self, periods: Sequence[tuple[str, str]], revision: int
+    ) -> tuple[list[tuple[str, str]], int]:
+        """Delete the scores of these periods, a chunk per transaction, as long as the boards
+        are still at ``revision`` (the one the periods were chosen on): a board change made
+        meanwhile (a rollover elsewhere, say) stops it. Returns the periods deleted and the
+        rows."""
         deleted = 0
+        done: list[tuple[str, str]] = []
         for board_id, period_key in periods:
             of_period = and_(
                 user_scores.c.board_id == board_id, user_scores.c.period_key == period_key
             )
             while True:
-                async with self._engine.begin() as conn:
-                    chunk = (
-                        select(user_scores.c.user_id).where(of_period).limit(DELETE_CHUNK)
-                    ).scalar_subquery()
-                    result = await conn.execute(
-                        delete(user_scores).where(of_period, user_scores.c.user_id.in_(chunk))
-                    )
-                    deleted += result.rowcount
-                    if result.rowcount < DELETE_CHUNK:
-                        await conn.execute(
-                            delete(board_periods).where(
-                                board_periods.c.board_id == board_id,
-                                board_periods.c.period_key == period_key,
-                            )
+                async with self._engine.connect() as conn:
+                    conn = await conn.execution_options(sqlite_write=True)
+                    async with conn.begin():
+                        if await self.revision(conn, share=True) != revision:
+                            return done, deleted
+                        chunk = (
+                            select(user_scores.c.user_id).where(of_period).limit(DELETE_CHUNK)
+                        ).scalar_subquery()
+                        result = await conn.execute(
+                            delete(user_scores).where(of_period, user_scores.c.user_id.in_(chunk))
                         )
-                        break
-        return deleted
+                        deleted += result.rowcount
+                        finished = result.rowcount < DELETE_CHUNK
+                        if finished:
+                            await conn.execute(
+                                delete(board_periods).where(
+                                    board_periods.c.board_id == board_id,
+                                    board_periods.c.period_key == period_key,
+                                )
+                            )
+                if finished:
+                    done.append((board_id, period_key))
+                    break
+        return done, deleted

@@ -31,7 +31,6 @@ log = structlog.get_logger("scoreboard.boards")
 Source = Literal["file", "admin"]
 MAX_BOARDS = 200  # file and runtime boards together: each costs a live feed and cache keys
 MAX_FEEDS_PER_TYPE = 10  # boards one completion may feed: each is a write and a ranking
-MEMO_CAP = 4 * MAX_BOARDS
 REFRESH_INTERVAL = 5.0  # seconds; changes made on other instances also arrive as events
 
 
@@ -65,8 +64,10 @@ class BoardSet:
     revision: int
     entries: dict[str, BoardEntry]
     feeds: dict[str, tuple[BoardEntry, ...]]
+    # Per board: its current period, and (current key, readable periods). One entry per
+    # board, carried into the next set for boards a change did not touch.
     _current: dict[str, Period] = field(default_factory=dict)
-    _readable: dict[tuple[str, str], list[Period]] = field(default_factory=dict)
+    _readable: dict[str, tuple[str, list[Period]]] = field(default_factory=dict)
 
 
 class BoardRegistry:
@@ -99,16 +100,19 @@ class BoardRegistry:
 
     async def refresh(self) -> None:
         """Reload when another instance (or an admin here) changed the boards."""
-        stored = await self._repository.load_now()
-        if stored.revision != self._state.revision:
-            self._state = self._build(stored)
+        self._install(await self._repository.load_now())
 
     async def sync(self, conn: AsyncConnection) -> None:
         """Inside a score write: lock the board revision for the transaction and reload the
         boards on this connection if they changed."""
         revision = await self._repository.revision(conn, share=True)
         if revision != self._state.revision:
-            self._state = self._build(await self._repository.load(conn))
+            self._install(await self._repository.load(conn))
+
+    def _install(self, stored: StoredBoards) -> None:
+        # Only forward: a slow reload that read an older revision must not undo a newer one.
+        if stored.revision > self._state.revision:
+            self._state = self._build(stored, self._state)
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -118,7 +122,7 @@ class BoardRegistry:
             except Exception as exc:  # the database may be away: the boards stay as they are
                 log.warning("boards_not_refreshed", error=type(exc).__name__)
 
-    def _build(self, stored: StoredBoards) -> BoardSet:
+    def _build(self, stored: StoredBoards, previous: BoardSet | None = None) -> BoardSet:
         entries: dict[str, BoardEntry] = {}
         for board in self._file_boards.values():
             row = stored.boards.get(board.id)
@@ -151,7 +155,20 @@ class BoardRegistry:
                 for action in entry.actions:
                     if action in feeds and entry not in feeds[action]:
                         feeds[action] += (entry,)
-        return BoardSet(stored.revision, entries, feeds)
+        built = BoardSet(stored.revision, entries, feeds)
+        if previous is not None:  # what a change did not touch need not be worked out again
+            for board_id, entry in entries.items():
+                before = previous.entries.get(board_id)
+                if before is None or (before.timeline, before.retired_at) != (
+                    entry.timeline,
+                    entry.retired_at,
+                ):
+                    continue
+                if board_id in previous._current:
+                    built._current[board_id] = previous._current[board_id]
+                if board_id in previous._readable:
+                    built._readable[board_id] = previous._readable[board_id]
+        return built
 
     def _entry(
         self,
@@ -186,8 +203,12 @@ class BoardRegistry:
         return self._state.feeds.get(action_type, ())
 
     def current(self, entry: BoardEntry, at: datetime | None = None) -> Period:
-        """The period ``at`` (default now) falls in: cached until it ends."""
+        """The period ``at`` (default now) falls in: cached until it ends. Never before the
+        board's last rollover: a clock a little behind the one that cut it must not put
+        anything in the closed period."""
         at = at or self.clock()
+        if entry.timeline.rollovers:
+            at = max(at, entry.timeline.rollovers[-1])
         state = self._state
         cached = state._current.get(entry.id)
         if cached is None or not cached.contains(at):
@@ -196,30 +217,45 @@ class BoardRegistry:
 
     def readable(self, entry: BoardEntry) -> list[Period]:
         """Newest first: the current period (active boards) and the closed ones kept."""
-        state = self._state
-        if len(state._readable) > MEMO_CAP:  # one entry per board and period: keep it small
-            state._readable.clear()
-        if entry.active:
-            current = self.current(entry)
-            memo = (entry.id, current.key)
-            if memo not in state._readable:
-                state._readable[memo] = entry.timeline.recent(
-                    self.clock(), entry.board.keep_periods + 1
-                )
-            return state._readable[memo]
-        assert entry.retired_at is not None
-        memo = (entry.id, "retired")
-        if memo not in state._readable:
-            last = entry.timeline.at(entry.retired_at - MICROSECOND)
-            state._readable[memo] = entry.timeline.recent(
-                last.start or entry.retired_at - MICROSECOND, entry.board.keep_periods
-            )
-        return state._readable[memo]
+        memo = self._state._readable
+        known = memo.get(entry.id)
+        if not entry.active:
+            assert entry.retired_at is not None
+            if known is None:
+                last = entry.retired_at - MICROSECOND
+                known = memo[entry.id] = ("", entry.timeline.recent(last, entry.board.keep_periods))
+            return known[1]
+        current = self.current(entry)
+        if known is not None and known[0] == current.key:
+            return known[1]
+        count = entry.board.keep_periods + 1
+        if known is not None and known[1] and entry.timeline.before(current) == known[1][0]:
+            # The usual step: one period ended and the next began. Shift, do not recompute
+            # (up to keep_periods schedule steps).
+            periods = [current, *known[1]][:count]
+        else:
+            periods = entry.timeline.recent(current.start or self.clock(), count)
+        memo[entry.id] = (current.key, periods)
+        return periods
 
-    def readable_keys(self) -> set[BoardPeriod]:
+    def current_keys(self) -> set[BoardPeriod]:
+        """The current period of every active board: the ones still taking scores."""
         return {
+            entry.key(self.current(entry)) for entry in self._state.entries.values() if entry.active
+        }
+
+    def readable_keys(self, at: datetime | None = None) -> set[BoardPeriod]:
+        """Every board period readable now (or, with ``at``, the current ones at ``at`` too)."""
+        keys = {
             entry.key(p) for entry in self._state.entries.values() for p in self.readable(entry)
         }
+        if at is not None:
+            keys |= {
+                entry.key(entry.timeline.at(at))
+                for entry in self._state.entries.values()
+                if entry.active
+            }
+        return keys
 
     def resolve(self, board_id: str, period: str = "current") -> tuple[BoardEntry, Period]:
         entry = self.entry(board_id)
@@ -248,8 +284,6 @@ class BoardRegistry:
     async def define(self, board: Board, actions: Iterable[str]) -> tuple[BoardEntry, bool]:
         """Create or change a runtime board. Returns it, and whether it is new."""
         actions = tuple(dict.fromkeys(actions))
-        if len(actions) > len(self._file_feeds):
-            raise InvalidBoard(f"the catalog has only {len(self._file_feeds)} action types")
         existing = self._state.entries.get(board.id)
         if existing is not None and existing.source == "file":
             raise BoardConflict(
@@ -288,14 +322,20 @@ class BoardRegistry:
     async def rollover(self, board_id: str) -> tuple[Period, Period]:
         """Close the board's current period now; returns the closed and the opened one."""
         entry = self.entry(board_id)
-        if not entry.active:
-            raise BoardConflict(f"board '{board_id}' is retired")
         async with self._repository.changing(self.clock) as (conn, now):
-            closed = entry.timeline.at(now)
+            # Decided on what the database holds now that the lock is ours: another instance
+            # may have rolled it over (or retired it) a moment ago.
+            stored = await self._repository.load(conn)
+            row = stored.boards.get(board_id)
+            if not entry.active or (row is not None and row.retired_at is not None):
+                raise BoardConflict(f"board '{board_id}' is retired")
+            cuts = stored.rollovers.get(board_id, ())
+            if cuts:  # never before the last cut, whatever this instance's clock says
+                now = max(now, cuts[-1] + MICROSECOND)
+            closed = Timeline(entry.board, cuts).at(now)
             if closed.start == now:
                 raise BoardConflict("the current period began this instant; nothing to close")
-            cut = Timeline(entry.board, (*entry.timeline.rollovers, now))
-            opened = cut.at(now)
+            opened = Timeline(entry.board, (*cuts, now)).at(now)
             await self._repository.add_rollover(conn, board_id, now, closed.key, opened.key)
         await self.refresh()
         return closed, opened

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from datetime import timedelta
 
 import structlog
 
@@ -21,6 +22,7 @@ from scoreboard.leaderboard.ranking import Ranking
 from scoreboard.records import BoardPeriod
 
 log = structlog.get_logger("scoreboard.archive")
+FUTURE_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,28 +47,37 @@ class PeriodPruner:
         self._orphans_reported: set[str] = set()
 
     async def prune(self) -> Pruned:
-        readable = {(key.board, key.period) for key in self._boards.readable_keys()}
+        # Decide on the newest boards (a rollover elsewhere makes a new current period), and
+        # delete only while they stay so (BoardRepository.delete_periods).
+        await self._boards.refresh()
+        revision = self._boards.revision
+        # A period that began by a clock a little ahead of ours is not to be pruned either.
+        readable = {
+            (key.board, key.period)
+            for at in (None, self._boards.clock() + FUTURE_MARGIN)
+            for key in self._boards.readable_keys(at)
+        }
         entries = {entry.id: entry for entry in self._boards.entries()}
-        doomed: list[BoardPeriod] = []
+        doomed: list[tuple[str, str]] = []
         for board, period in await self._repository.stored_periods():
-            entry = entries.get(board)
-            if entry is None:
+            if board not in entries:
                 if board not in self._orphans_reported:
                     self._orphans_reported.add(board)
                     log.warning("board_data_kept", board=board, reason="no such board defined")
                 continue
             if (board, period) not in readable:
-                doomed.append(entry.key(period))
-        deleted = await self._repository.delete_periods([(k.board, k.period) for k in doomed])
-        for key in doomed:
+                doomed.append((board, period))
+        done, deleted = await self._repository.delete_periods(doomed, revision)
+        pruned = [entries[board].key(period) for board, period in done]
+        for key in pruned:
             await self._ranking.drop(key)
-        if doomed:
+        if pruned:
             log.info(
                 "periods_pruned",
-                periods=[f"{k.board}/{k.period}" for k in doomed],
+                periods=[f"{k.board}/{k.period}" for k in pruned],
                 scores=deleted,
             )
-        return Pruned(doomed, deleted)
+        return Pruned(pruned, deleted)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="period-pruner")

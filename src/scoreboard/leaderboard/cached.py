@@ -3,9 +3,10 @@
 Reads come from Redis. While Redis is away (or the cache is known to be stale) they come
 from the database instead, so the leaderboard keeps answering. A write that misses Redis
 marks the cache stale; the sync loop then rebuilds it from the database as soon as Redis
-answers, and also checks every readable board period against the database every
-``interval`` seconds, rebuilding the ones that drifted. Only one instance rebuilds a board
-period at a time (RedisRanking.rebuild_lock).
+answers, and also checks the current period of every board against the database every
+``interval`` seconds, rebuilding the ones that drifted. A closed period no longer changes: it
+is checked once, and again only after the cache was found away. Only one instance rebuilds a
+board period at a time (RedisRanking.rebuild_lock).
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ class CachedRanking:
         database: SqlRanking,
         load_committed: Callable[[BoardPeriod], Awaitable[list[UserScore]]],
         readable: Callable[[], Iterable[BoardPeriod]],
+        current: Callable[[], Iterable[BoardPeriod]],
         interval: float,
     ) -> None:
         self._cache = cache
         self._database = database
         self._load_committed = load_committed
         self._readable = readable
+        self._current = current
+        self._settled: set[BoardPeriod] = set()  # closed periods found equal to the database
         self._interval = interval
         self.stale = True  # until the first sync has checked it
         self._task: asyncio.Task[None] | None = None
@@ -74,6 +78,7 @@ class CachedRanking:
         if not self.stale:
             log.warning("cache_unavailable", error=type(exc).__name__)
         self.stale = True
+        self._settled.clear()  # Redis may have lost them: check every period again
         self._wake.set()
 
     async def revision(self, key: BoardPeriod) -> int:
@@ -129,11 +134,15 @@ class CachedRanking:
         """Check every readable board period against the database and rebuild those that
         drifted (or all, with ``force``). Returns what was wrong with each one rebuilt."""
         rebuilt: dict[BoardPeriod, str] = {}
+        readable, current = set(self._readable()), set(self._current())
+        self._settled &= readable
         try:
-            for key in list(self._readable()):
-                problem = await self._sync_one(key, force)
+            for key in sorted(readable - self._settled, key=lambda k: (k.board, k.period)):
+                checked, problem = await self._sync_one(key, force)
                 if problem:
                     rebuilt[key] = problem
+                if checked and key not in current:
+                    self._settled.add(key)
         except RedisError as exc:
             self._mark_stale(exc)
             return rebuilt
@@ -142,10 +151,12 @@ class CachedRanking:
         self.stale = False
         return rebuilt
 
-    async def _sync_one(self, key: BoardPeriod, force: bool) -> str | None:
+    async def _sync_one(self, key: BoardPeriod, force: bool) -> tuple[bool, str | None]:
+        """Whether the period could be checked (another instance may be rebuilding it), and
+        what was wrong with it."""
         async with self._cache.rebuild_lock(key) as mine:
-            if not mine:  # another instance is rebuilding it right now
-                return None
+            if not mine:
+                return False, None
             committed = await self._load_committed(key)
             problem = "forced" if force else await self._cache.find_drift(key, committed)
             if problem:
@@ -157,7 +168,7 @@ class CachedRanking:
                     users=len(committed),
                 )
                 await self._cache.replace_all(key, committed)
-            return problem
+            return True, problem
 
     async def _sync_loop(self) -> None:
         while not self._stopping:

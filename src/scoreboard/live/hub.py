@@ -265,7 +265,9 @@ class Hub:
         return due & set(self._feeds)
 
     async def _broadcast(self, board: str) -> None:
-        feed = self._feeds[board]
+        feed = self._feeds.get(board)
+        if feed is None:  # its last follower left while an earlier board was broadcast
+            return
         outcome = await self._refresh(feed)
         if outcome is None:
             await self._drop(feed)

@@ -28,7 +28,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import and_, bindparam, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -36,7 +35,7 @@ from scoreboard.boards.periods import Period
 from scoreboard.boards.repository import BoardRepository
 from scoreboard.boards.rules import Operator
 from scoreboard.boards.service import BoardEntry, BoardRegistry
-from scoreboard.database import is_unavailable
+from scoreboard.database import is_unavailable, upsert_into
 from scoreboard.errors import (
     ActionAlreadyUsed,
     NoActiveBoard,
@@ -56,11 +55,6 @@ Pending = tuple[ScoreChange, "asyncio.Future[Recorded]"]
 Target = tuple[BoardEntry, Period]
 RowKey = tuple[str, str, str]  # board, period, user
 KNOWN_PERIODS_CAP = 10_000
-
-
-def _insert(engine: AsyncEngine, table: Any) -> Any:
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 def _user_score(row: Any) -> UserScore:
@@ -86,7 +80,7 @@ def _kind(entry: BoardEntry) -> str:
 
 
 def _upsert(engine: AsyncEngine, kind: str) -> Any:
-    statement = _insert(engine, user_scores)
+    statement = upsert_into(engine, user_scores)
     new, old = statement.excluded, user_scores.c
     if kind == SUM:
         changes: dict[str, Any] = {
@@ -143,7 +137,7 @@ class ScoreRepository:
         # Built once: executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends
         # them as multi-row INSERTs from a cached compiled statement.
         self._insert_audit = (
-            _insert(engine, score_updates)
+            upsert_into(engine, score_updates)
             .on_conflict_do_nothing(index_elements=["action_id"])
             .returning(score_updates.c.action_id)
         )
@@ -337,7 +331,10 @@ class ScoreRepository:
         self, conn: AsyncConnection, rounds: list[tuple[str, dict[RowKey, dict[str, Any]]]]
     ) -> dict[RowKey, UserScore]:
         committed: dict[RowKey, UserScore] = {}
-        for kind, by_key in rounds:
+        # In kind order, then key order: batches of different instances take their row locks
+        # in the same order and cannot deadlock (the sort is stable: latest rounds stay in
+        # the order their changes arrived).
+        for kind, by_key in sorted(rounds, key=lambda round_: round_[0]):
             if kind != SUM:
                 for row in by_key.values():
                     row["version"] = 1  # a new row's version; "+1 if it changed" otherwise
