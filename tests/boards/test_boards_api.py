@@ -161,6 +161,7 @@ async def test_my_standing_has_a_radius_and_a_percentile(api: Api) -> None:
     assert newcomer.json()["percentile"] is None
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # refused before storage
 @pytest.mark.parametrize(
     ("path", "params", "status", "code"),
     [
