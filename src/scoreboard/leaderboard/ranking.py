@@ -70,6 +70,23 @@ class Ranking(Protocol):
 
 
 SortKey = tuple[int, datetime, str]
+Listed = tuple[str, str, int]  # user id, username, score: one row of the listing
+
+
+def ranked(rows: Iterable[Listed], start: int, first_rank: int) -> list[RankedEntry]:
+    """Rank a window of the listing that begins at position ``start``, given the first row's
+    rank (one more than the users better than it): a new score takes its position's rank,
+    an equal score its predecessor's. Every backend ranks its windows through here."""
+    entries: list[RankedEntry] = []
+    for position, (user_id, username, score) in enumerate(rows, start):
+        if not entries:
+            rank = first_rank
+        elif score != entries[-1].score:
+            rank = position + 1
+        else:
+            rank = entries[-1].rank
+        entries.append(RankedEntry(user_id, username, score, rank))
+    return entries
 
 
 def sort_key(user: UserScore, order: Order) -> SortKey:
@@ -115,19 +132,12 @@ class MemoryBoard:
         return RankedEntry(user.user_id, user.username, user.score, rank)
 
     def entries(self, start: int, stop: int) -> list[RankedEntry]:
-        """Entries at positions [start, stop): the first entry of a run of equal scores at
-        position p has exactly p users above it; the rest of the run share its rank."""
-        entries: list[RankedEntry] = []
-        for position, key in enumerate(self.listing.islice(start, stop), start):
-            user = self.users[key[2]]
-            if not entries:
-                rank = self.rank_for(user)
-            elif user.score != entries[-1].score:
-                rank = position + 1
-            else:
-                rank = entries[-1].rank
-            entries.append(self.entry(user.user_id, rank))
-        return entries
+        """Entries at positions [start, stop)."""
+        users = [self.users[key[2]] for key in self.listing.islice(start, stop)]
+        if not users:
+            return []
+        rows = [(user.user_id, user.username, user.score) for user in users]
+        return ranked(rows, start, self.rank_for(users[0]))
 
     def standing(self, user_id: str) -> RankedEntry | None:
         user = self.users.get(user_id)

@@ -30,7 +30,14 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockNotOwnedError, ResponseError
 
 from scoreboard.leaderboard import redis_scripts as scripts
-from scoreboard.leaderboard.ranking import Applied, Neighbourhood, RankedEntry, clock_revision
+from scoreboard.leaderboard.ranking import (
+    Applied,
+    Listed,
+    Neighbourhood,
+    RankedEntry,
+    clock_revision,
+    ranked,
+)
 from scoreboard.records import BoardPeriod, Order, UserScore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -149,27 +156,20 @@ class RedisRanking:
     async def _listing(
         self, key: BoardPeriod, user_id: str, size: int, offset: int = 0
     ) -> list[RankedEntry] | None:
-        """A window of the listing, ranked like ``MemoryBoard.entries``: the first entry by
-        counting the users better than it, the rest from the run of equal scores."""
+        """A window of the listing (the script counts the users better than its first)."""
         reply: Any = await self._window(
             keys=self.keys(key).structures, args=[key.order.value, user_id, size, offset]
         )
         if reply is None:
             return None
         start, first_rank, ids, records = reply
-        entries: list[RankedEntry] = []
-        for position, (user, raw) in enumerate(zip(ids, records, strict=True), int(start)):
+        rows: list[Listed] = []
+        for user, raw in zip(ids, records, strict=True):
             if raw is None:
                 raise ResponseError("ranking cache inconsistent: no record for a listed user")
             record = _decode(raw)
-            if not entries:
-                rank = int(first_rank)
-            elif record.score != entries[-1].score:
-                rank = position + 1
-            else:
-                rank = entries[-1].rank
-            entries.append(RankedEntry(_text(user), record.username, record.score, rank))
-        return entries
+            rows.append((_text(user), record.username, record.score))
+        return ranked(rows, int(start), int(first_rank))
 
     async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]:
         if limit <= 0:

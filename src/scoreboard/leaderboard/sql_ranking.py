@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scoreboard.leaderboard.ranking import Applied, Neighbourhood, RankedEntry
+from scoreboard.leaderboard.ranking import Applied, Listed, Neighbourhood, RankedEntry, ranked
 from scoreboard.records import BoardPeriod, Order, UserScore
 from scoreboard.tables import user_scores
 
@@ -68,18 +68,12 @@ class SqlRanking:
 
     async def _listing(self, key: BoardPeriod, query: Select[Any], start: int) -> list[RankedEntry]:
         async with self._engine.connect() as conn:
-            rows = list(await conn.execute(query))
-        entries: list[RankedEntry] = []
-        for position, row in enumerate(rows, start):
-            user_id, username, score = row.user_id, row.username, int(row.score)
-            if not entries:
-                rank = await self._rank(key, score)
-            elif score != entries[-1].score:
-                rank = position + 1
-            else:
-                rank = entries[-1].rank
-            entries.append(RankedEntry(user_id, username, score, rank))
-        return entries
+            rows: list[Listed] = [
+                (row.user_id, row.username, int(row.score)) for row in await conn.execute(query)
+            ]
+        if not rows:
+            return []
+        return ranked(rows, start, await self._rank(key, rows[0][2]))
 
     def _page(self, key: BoardPeriod, offset: int, limit: int) -> Select[Any]:
         return select(*COLUMNS).where(_of(key)).order_by(*_order(key)).offset(offset).limit(limit)
