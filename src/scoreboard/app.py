@@ -55,7 +55,7 @@ from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
-from scoreboard.shapes import shared_backends
+from scoreboard.shapes import close_redis, redis_client, shared_backends
 from scoreboard.web.endpoints import web_handlers
 
 log = structlog.get_logger("scoreboard")
@@ -115,8 +115,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await boards.start()
             stack.push_async_callback(_bounded, boards.stop, "boards")
 
+            redis = redis_client(settings) if settings.redis_url else None
+            if redis is not None:
+                stack.push_async_callback(close_redis, redis)
             limiter = RateLimiter(
-                settings.resolved_rate_limit_storage, key_prefix=f"{settings.redis_prefix}limits"
+                settings.resolved_rate_limit_storage,
+                key_prefix=f"{settings.redis_prefix}limits",
+                # Redis limits share the service's bounded pool, unless stored elsewhere.
+                pool=redis.connection_pool if redis and not settings.rate_limit_storage else None,
             )
             abuse_repository = AbuseRepository(engine)
             abuse = AbuseService(rules, limiter, abuse_repository)
@@ -125,7 +131,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
             repository = ScoreRepository(engine, boards)
             shared = await stack.enter_async_context(
-                shared_backends(settings, engine, repository, boards)
+                shared_backends(settings, engine, repository, boards, redis)
             )
             ranking, broadcaster, ws_tickets = shared.ranking, shared.broadcaster, shared.tickets
             leaderboard = LeaderboardService(ranking, boards)

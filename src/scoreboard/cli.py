@@ -24,12 +24,12 @@ from scoreboard.config import InsecureSettingsError, Settings
 from scoreboard.database import SchemaNotCurrentError, create_engine, migrate, prepare_schema
 from scoreboard.keys import load_keys
 from scoreboard.leaderboard.archive import PeriodPruner, Pruned
+from scoreboard.leaderboard.committed import CommittedScores
 from scoreboard.leaderboard.ranking import Ranking
-from scoreboard.leaderboard.redis_ranking import RedisRanking
+from scoreboard.leaderboard.redis_ranking import LOAD_BATCH, RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
 from scoreboard.logging import configure_logging
 from scoreboard.records import BoardPeriod
-from scoreboard.scores.repository import ScoreRepository
 from scoreboard.server import make_server
 from scoreboard.shapes import redis_client
 
@@ -157,15 +157,13 @@ async def _rebuild(settings: Settings) -> tuple[dict[BoardPeriod, int], list[Boa
     try:
         boards = await _boards(settings, engine)
         cache = RedisRanking(redis, settings.redis_prefix)
-        scores = ScoreRepository(engine, boards)
+        committed = CommittedScores(engine)
         for key in sorted(boards.readable_keys(), key=lambda k: (k.board, k.period)):
             async with cache.rebuild_lock(key) as mine:
                 if not mine:
                     busy.append(key)
                     continue
-                users = await scores.load_period(key)
-                await cache.replace_all(key, users)
-                rebuilt[key] = len(users)
+                rebuilt[key] = await cache.load(key, committed.stream(key, LOAD_BATCH))
         return rebuilt, busy
     finally:
         await redis.aclose()

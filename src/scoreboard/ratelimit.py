@@ -60,11 +60,17 @@ class RateLimited(ScoreboardError):
 
 
 class RateLimiter:
-    def __init__(self, storage_url: str, key_prefix: str = "scoreboard:limits") -> None:
+    def __init__(
+        self, storage_url: str, key_prefix: str = "scoreboard:limits", pool: Any = None
+    ) -> None:
         # The async flavour of any limits storage URL: memory://, redis://... Keys go under
         # the service's own prefix, so deployments sharing a Redis never share counters.
+        # With ``pool`` (the service's redis-py pool) the counters use its connections.
         async_url = storage_url if storage_url.startswith("async+") else "async+" + storage_url
-        storage = storage_from_string(async_url, key_prefix=key_prefix)
+        options: dict[str, Any] = {"key_prefix": key_prefix}
+        if pool is not None:
+            options |= {"implementation": "redispy", "connection_pool": pool}
+        storage = storage_from_string(async_url, **options)
         if not isinstance(storage, Storage):
             raise ValueError(f"{storage_url} is not an asynchronous rate-limit storage")
         self._storage = storage

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from scoreboard.boards.service import BoardRegistry
 from scoreboard.config import Settings
 from scoreboard.leaderboard.cached import CachedRanking
+from scoreboard.leaderboard.committed import CommittedScores
 from scoreboard.leaderboard.ranking import MemoryRanking, Ranking
 from scoreboard.leaderboard.redis_ranking import RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
@@ -36,24 +41,77 @@ class SharedBackends:
     cache: CachedRanking | None
 
 
+POOL_WAIT = 2.0  # seconds a caller waits for a free Redis connection before it fails
+POOL_IDLE = 60.0  # seconds an unused connection stays open beyond POOL_KEEP
+POOL_KEEP = 4
+
+
+class TrimmedPool(BlockingConnectionPool):
+    """At most ``max_connections`` connections (a caller waits up to ``timeout`` for one),
+    and ``trim()`` closes the ones unused for ``idle`` seconds, down to ``keep``: a burst
+    of load must not leave its connections open for good."""
+
+    def __init__(self, *, idle: float = POOL_IDLE, keep: int = POOL_KEEP, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._idle = idle
+        self._keep = keep
+        self._released: weakref.WeakKeyDictionary[AbstractConnection, float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def release(self, connection: AbstractConnection) -> None:
+        self._released[connection] = time.monotonic()
+        await super().release(connection)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._available_connections) + len(self._in_use_connections)
+
+    async def trim(self) -> int:
+        """Close the connections idle for too long; returns how many."""
+        now, closing = time.monotonic(), []
+        async with self._condition:  # what get_connection and release hold
+            idle = self._available_connections  # the longest unused first (taken LIFO)
+            while len(idle) > self._keep and now - self._released.get(idle[0], now) >= self._idle:
+                closing.append(idle.pop(0))
+        for connection in closing:
+            await connection.disconnect()
+        return len(closing)
+
+
 def redis_client(settings: Settings) -> Redis:
     assert settings.redis_url
-    return Redis.from_url(
+    pool = TrimmedPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=POOL_WAIT,
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=10,
         # Fail fast: a down Redis must cost a request milliseconds, not the default retries.
         retry=Retry(NoBackoff(), retries=1),
     )
+    return Redis.from_pool(pool)
+
+
+async def _trim_forever(pool: TrimmedPool) -> None:
+    while True:
+        await asyncio.sleep(POOL_IDLE / 2)
+        await pool.trim()
 
 
 @asynccontextmanager
 async def shared_backends(
-    settings: Settings, engine: AsyncEngine, repository: ScoreRepository, boards: BoardRegistry
+    settings: Settings,
+    engine: AsyncEngine,
+    repository: ScoreRepository,
+    boards: BoardRegistry,
+    redis: Redis | None,
 ) -> AsyncIterator[SharedBackends]:
+    """What the instances share. ``redis`` (from ``redis_client``) stays the caller's to
+    close."""
     tickets_per_user = settings.ws_max_per_user * 2
-    if not settings.redis_url:
+    if redis is None:
         ranking = MemoryRanking()
         for key in boards.readable_keys():  # closed periods past keep_periods stay out
             await ranking.replace_all(key, await repository.load_period(key))
@@ -61,17 +119,20 @@ async def shared_backends(
             ranking, LocalBroadcaster(), MemoryWsTicketStore(tickets_per_user), None, None
         )
         return
-    redis = redis_client(settings)
     prefix = settings.redis_prefix
     cache = CachedRanking(
         RedisRanking(redis, prefix),
         SqlRanking(engine),
-        repository.load_period,
+        CommittedScores(engine),
         boards.readable_keys,
         boards.current_keys,
         settings.cache_sync_interval,
+        clock=boards.clock,
+        audit_users=settings.cache_audit_users,
     )
     broadcaster = RedisBroadcaster(redis, prefix)
+    pool = redis.connection_pool
+    trimming = asyncio.create_task(_trim_forever(pool)) if isinstance(pool, TrimmedPool) else None
     try:
         await cache.start()
         await broadcaster.start()
@@ -83,8 +144,13 @@ async def shared_backends(
             cache,
         )
     finally:
+        if trimming is not None:
+            trimming.cancel()
         await broadcaster.stop()
         await cache.stop()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(3):  # never let a stuck socket hold up shutdown
-                await redis.aclose()
+
+
+async def close_redis(redis: Redis) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):  # never let a stuck socket hold up shutdown
+            await redis.aclose()

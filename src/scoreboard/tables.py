@@ -100,6 +100,7 @@ score_updates = Table(
     Column("client_ip", String(45), nullable=True),
 )
 Index("ix_score_updates_user_recorded", score_updates.c.user_id, score_updates.c.recorded_at)
+Index("ix_score_updates_recorded_at", score_updates.c.recorded_at)  # what changed since
 
 # Boards defined at runtime (``definition`` JSON), and retirements of any board (a file
 # board has a row only once retired, with no definition).

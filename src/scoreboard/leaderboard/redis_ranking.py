@@ -42,8 +42,7 @@ from scoreboard.records import BoardPeriod, Order, UserScore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-LOAD_BATCH = 10_000  # users per round trip
-COMMAND_SIZE = 1_000  # users per command: Redis serves other clients between commands
+LOAD_BATCH = 500  # users per command: a few ms of Python, and Redis serves others between
 LOADING_TTL_MS = 3_600_000  # the half-loaded keys of a rebuilder that died vanish on their own
 
 
@@ -71,6 +70,21 @@ def cached(user: UserScore, order: Order = Order.DESC) -> CachedUser:
     return CachedUser(user.version, user.score, micros, member, user.username)
 
 
+class Seen(msgspec.Struct, frozen=True):
+    """One user as a check found them in the cache."""
+
+    stored: bool  # the users hash has an entry (``record`` is None if it is unreadable)
+    record: CachedUser | None
+    board_score: float | None
+    listed: bool  # the record's order member is in the listing order
+
+
+class Inspection(msgspec.Struct, frozen=True):
+    counts: tuple[int, int, int]  # users hash, board, listing order
+    has_revision: bool
+    users: dict[str, Seen]
+
+
 def _text(value: bytes | str) -> str:
     """Replies are bytes or str depending on the client's ``decode_responses``."""
     return value.decode() if isinstance(value, bytes) else value
@@ -88,6 +102,7 @@ class RankingKeys:
         self.revision = f"{self.stem}revision"
         self.rebuild_lock = f"{self.stem}rebuild-lock"
         self.rebuild_journal = f"{self.stem}rebuild-journal"
+        self.check_lock = f"{self.stem}check-lock"
         self.all = [*self.structures, self.revision, self.rebuild_journal]
 
     def loading(self, token: str) -> tuple[str, str, str]:
@@ -106,7 +121,10 @@ class RedisRanking:
         self._swap = redis.register_script(scripts.SWAP)
         self._window = redis.register_script(scripts.WINDOW)
         self._ranks = redis.register_script(scripts.RANKS)
+        self._inspect = redis.register_script(scripts.INSPECT)
+        self._repair = redis.register_script(scripts.REPAIR)
         self._held_locks: dict[BoardPeriod, Lock] = {}
+        self._check_locks: dict[BoardPeriod, Lock] = {}
 
     def keys(self, key: BoardPeriod) -> RankingKeys:
         return RankingKeys(self._prefix, key)
@@ -209,52 +227,74 @@ class RedisRanking:
         await self._redis.unlink(*self.keys(key).all)
 
     async def replace_all(self, key: BoardPeriod, users: Iterable[UserScore]) -> None:
-        """Load a snapshot into fresh keys in pipelined batches, then swap it in atomically:
-        readers see the old board until the swap, never a half-built one. Changes applied
-        while ``rebuild_lock`` is held are journaled and win over an older snapshot."""
         latest = list({user.user_id: user for user in users}.values())  # last wins, as in memory
+
+        async def chunks() -> AsyncIterator[Sequence[UserScore]]:
+            for start in range(0, len(latest), LOAD_BATCH):
+                yield latest[start : start + LOAD_BATCH]
+
+        await self.load(key, chunks())
+
+    async def load(self, key: BoardPeriod, chunks: AsyncIterator[Sequence[UserScore]]) -> int:
+        """Load a snapshot (each user once) into fresh keys in pipelined chunks, then swap it
+        in atomically: readers see the old board until the swap, never a half-built one.
+        Changes applied while ``rebuild_lock`` is held are journaled and win over an older
+        snapshot. The event loop gets control back after every chunk. Returns the users
+        loaded."""
         keys = self.keys(key)
         loading = keys.loading(uuid.uuid4().hex)
         swapped = False
-        # Two batches in flight: Python packs the next one while Redis inserts this one.
-        in_flight = asyncio.Semaphore(2)
-
-        async def load(batch: Sequence[UserScore]) -> None:
-            async with in_flight:
-                await self._load(loading, key.order, batch)
-                held = self._held_locks.get(key)
-                if held is not None:  # a long rebuild keeps its lock
-                    await held.reacquire()
-
+        loaded = 0
+        pending: asyncio.Task[None] | None = None  # one chunk in Redis while the next is packed
         try:
-            async with asyncio.TaskGroup() as loads:
-                for start in range(0, len(latest), LOAD_BATCH):
-                    loads.create_task(load(latest[start : start + LOAD_BATCH]))
+            async for chunk in chunks:
+                loaded += len(chunk)
+                packed = self._pack(loading, key.order, chunk)
+                if pending is not None:
+                    await pending
+                pending = asyncio.create_task(self._send(key, packed))
+            if pending is not None:
+                await pending
+                pending = None
             await self._swap(keys=[*keys.structures, keys.revision, *loading, keys.rebuild_journal])
             swapped = True
-        except ExceptionGroup as failed:  # raise what went wrong, not the group around it
-            raise failed.exceptions[0] from None
+            return loaded
         finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
             if not swapped:
                 await self._redis.delete(*loading)
 
-    async def _load(
-        self, loading: tuple[str, str, str], order: Order, batch: Sequence[UserScore]
-    ) -> None:
+    def _pack(
+        self, loading: tuple[str, str, str], order: Order, chunk: Sequence[UserScore]
+    ) -> list[tuple[str, Any]]:
         board, listing, users = loading
+        records = [cached(user, order) for user in chunk]
+        return [
+            ("zadd", (board, {user.user_id: user.score for user in chunk})),
+            ("zadd", (listing, dict.fromkeys((record.order_member for record in records), 0))),
+            (
+                "hset",
+                (users, {u.user_id: _encode(r) for u, r in zip(chunk, records, strict=True)}),
+            ),
+            *(("pexpire", (name, LOADING_TTL_MS)) for name in loading),
+        ]
+
+    async def _send(self, key: BoardPeriod, packed: list[tuple[str, Any]]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(batch), COMMAND_SIZE):
-                chunk = batch[start : start + COMMAND_SIZE]
-                records = [cached(user, order) for user in chunk]
-                pipe.zadd(board, {user.user_id: user.score for user in chunk})
-                pipe.zadd(listing, dict.fromkeys((record.order_member for record in records), 0))
-                pipe.hset(
-                    users,
-                    mapping={u.user_id: _encode(r) for u, r in zip(chunk, records, strict=True)},
-                )
-            for name in loading:
-                pipe.pexpire(name, LOADING_TTL_MS)
+            for command, (name, payload) in packed:
+                if command == "zadd":
+                    pipe.zadd(name, payload)
+                elif command == "hset":
+                    pipe.hset(name, mapping=payload)
+                else:
+                    pipe.pexpire(name, payload)
             await pipe.execute()
+        held = self._held_locks.get(key)
+        if held is not None:  # a long rebuild keeps its lock
+            await held.reacquire()
 
     @asynccontextmanager
     async def rebuild_lock(
@@ -280,46 +320,75 @@ class RedisRanking:
             with contextlib.suppress(LockNotOwnedError):  # the lease ran out meanwhile
                 await lock.release()
 
-    async def find_drift(self, key: BoardPeriod, users: Iterable[UserScore]) -> str | None:
-        """Compare the cache with committed scores; say how it differs, or None. A cached
-        version newer than the snapshot is not drift: that change committed after it."""
-        expected = list({user.user_id: user for user in users}.values())
-        keys = self.keys(key)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hlen(keys.users)
-            pipe.zcard(keys.board)
-            pipe.zcard(keys.order)
-            counts = [int(count) for count in await pipe.execute()]
-        if len(set(counts)) != 1:
-            return f"structures disagree: users, leaderboard, order hold {counts}"
-        for start in range(0, len(expected), LOAD_BATCH):
-            problem = await self._check(key, expected[start : start + LOAD_BATCH])
-            if problem:
-                return problem
-        if counts[0] > len(expected):
-            return f"{counts[0] - len(expected)} cached users are not in the database"
-        return None
+    @asynccontextmanager
+    async def check_lock(
+        self, key: BoardPeriod, lease_seconds: float = 60.0
+    ) -> AsyncIterator[bool]:
+        """Yield whether this caller may check the board period now: one checker at a time
+        across all instances. The lease is renewed with ``renew_check``."""
+        lock = self._redis.lock(self.keys(key).check_lock, timeout=lease_seconds, blocking=False)
+        if not await lock.acquire():
+            yield False
+            return
+        self._check_locks[key] = lock
+        try:
+            yield True
+        finally:
+            self._check_locks.pop(key, None)
+            with contextlib.suppress(LockNotOwnedError):
+                await lock.release()
 
-    async def _check(self, key: BoardPeriod, batch: Sequence[UserScore]) -> str | None:
+    async def renew_check(self, key: BoardPeriod) -> None:
+        lock = self._check_locks.get(key)
+        if lock is not None:
+            await lock.reacquire()
+
+    async def server_id(self) -> str:
+        """The Redis server's run id: it changes when the server restarts or a replica takes
+        over, the two ways a cache loses what it held without any key going missing."""
+        info: dict[str, Any] = await self._redis.info("server")
+        return str(info.get("run_id", ""))
+
+    async def inspect(self, key: BoardPeriod, user_ids: Sequence[str]) -> Inspection:
+        """One atomic look at the period's structures and these users."""
         keys = self.keys(key)
-        ids = [user.user_id for user in batch]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hmget(keys.users, ids)
-            pipe.zmscore(keys.board, ids)
-            raw_records, board_scores = await pipe.execute()
-        members: list[str] = []
-        for user, raw, board_score in zip(batch, raw_records, board_scores, strict=True):
-            if raw is None:
-                return f"user {user.user_id} is missing"
-            record = _decode(raw)
-            if record.version < user.version:
-                return f"user {user.user_id} is at version {record.version}, not {user.version}"
-            if record.version == user.version and record != cached(user, key.order):
-                return f"user {user.user_id} differs from the database at the same version"
-            if board_score != record.score:
-                return f"user {user.user_id} scores {board_score} on the board, not {record.score}"
-            members.append(record.order_member)
-        order_scores = await self._redis.zmscore(keys.order, members)
-        if None in order_scores:
-            return f"{order_scores.count(None)} users are missing from the listing order"
-        return None
+        reply: Any = await self._inspect(
+            keys=[*keys.structures, keys.revision], args=list(user_ids)
+        )
+        users: dict[str, Seen] = {}
+        for n, user_id in enumerate(user_ids):
+            raw, score, listed = reply[4 + 3 * n : 7 + 3 * n]
+            record: CachedUser | None = None
+            if raw is not None:
+                with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                    record = _decode(raw)
+            users[user_id] = Seen(
+                stored=raw is not None,
+                record=record,
+                board_score=None if score is None else float(score),
+                listed=bool(listed),
+            )
+        counts = (int(reply[0]), int(reply[1]), int(reply[2]))
+        return Inspection(counts, bool(reply[3]), users)
+
+    async def repair(
+        self, key: BoardPeriod, users: Sequence[UserScore], removals: Sequence[tuple[str, int]]
+    ) -> int:
+        """Put these users' committed state back (unless a newer one arrived meanwhile) and
+        remove users the database does not have (if still at the version seen). Returns how
+        many changed."""
+        args: list[str | int | bytes] = []
+        for user in users:
+            record = cached(user, key.order)
+            args += [user.user_id, user.version, user.score, record.order_member, _encode(record)]
+        for user_id, version in removals:
+            args += [user_id, version, 0, "", ""]
+        if not args:
+            return 0
+        keys = self.keys(key)
+        return int(await self._repair(keys=[*keys.structures, keys.revision], args=args))
+
+    async def scan_users(self, key: BoardPeriod, cursor: int, count: int) -> tuple[int, list[str]]:
+        """The next few user ids of the cached hash (HSCAN): 0 as the cursor when done."""
+        next_cursor, found = await self._redis.hscan(self.keys(key).users, cursor, count=count)
+        return int(next_cursor), [_text(user_id) for user_id in found]

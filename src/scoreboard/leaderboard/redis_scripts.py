@@ -155,3 +155,66 @@ end
 return found
 """
 )
+
+# KEYS: board, order, users, revision
+# ARGV: user ids
+# Returns {users in the hash, on the board, in the order, revision exists}, then for each
+# user {record or false, board score or false, 1 if the record's order member is listed}:
+# one atomic look, so a check never sees a change half applied.
+INSPECT = """
+local out = {redis.call('HLEN', KEYS[3]), redis.call('ZCARD', KEYS[1]),
+             redis.call('ZCARD', KEYS[2]), redis.call('EXISTS', KEYS[4])}
+for i = 1, #ARGV do
+  local stored = redis.call('HGET', KEYS[3], ARGV[i])
+  local listed = 0
+  if stored then
+    local ok, record = pcall(cjson.decode, stored)
+    if ok and type(record) == 'table' and type(record[4]) == 'string'
+       and redis.call('ZSCORE', KEYS[2], record[4]) then
+      listed = 1
+    end
+  end
+  out[#out + 1] = stored or false
+  out[#out + 1] = redis.call('ZSCORE', KEYS[1], ARGV[i]) or false
+  out[#out + 1] = listed
+end
+return out
+"""
+
+# KEYS: board, order, users, revision
+# ARGV: groups of (user_id, version, score, order_member, record). A record puts the committed
+# state back unless a newer version is already stored; an empty record removes a user that
+# the database does not have, only if it is still at the version the check saw.
+# Returns how many users it changed.
+REPAIR = (
+    _COMMON
+    + """
+local changed = 0
+for i = 1, #ARGV, 5 do
+  local user_id, version, record = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 4]
+  local stored = redis.call('HGET', KEYS[3], user_id)
+  local old = nil
+  if stored then
+    local ok, decoded = pcall(cjson.decode, stored)
+    if ok and type(decoded) == 'table' then old = decoded end
+  end
+  local stored_version = old and tonumber(old[1]) or -1
+  local go
+  if record == '' then go = stored_version == version else go = stored_version <= version end
+  if go then
+    if old and type(old[4]) == 'string' then redis.call('ZREM', KEYS[2], old[4]) end
+    if record == '' then
+      redis.call('HDEL', KEYS[3], user_id)
+      redis.call('ZREM', KEYS[1], user_id)
+    else
+      redis.call('ZADD', KEYS[1], ARGV[i + 2], user_id)
+      redis.call('ZADD', KEYS[2], 0, ARGV[i + 3])
+      redis.call('HSET', KEYS[3], user_id, record)
+    end
+    changed = changed + 1
+  end
+end
+if changed > 0 then bump(KEYS[4]) end
+return changed
+"""
+)
