@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from litestar.testing import AsyncTestClient
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from scoreboard.app import create_app
 from scoreboard.database import _alembic_config, create_engine, migrate
@@ -120,3 +120,43 @@ async def test_scores_and_audit_rows_move_to_the_global_board_with_nothing_lost(
         ]
         done = await api.score("cat")
         assert (done["newScore"], done["rank"]) == (50, 3)
+
+
+def _downgrade_to(revision: str) -> object:
+    def downgrade(connection: Connection) -> None:
+        command.downgrade(_alembic_config(connection), revision)
+
+    return downgrade
+
+
+async def test_0004_indexes_the_audit_log_by_time_and_tunes_autovacuum_both_ways(
+    empty_database: str,
+) -> None:
+    engine = create_engine(empty_database)
+    postgres = engine.dialect.name == "postgresql"
+
+    async def state() -> tuple[bool, list[str]]:
+        async with engine.connect() as conn:
+            indexes = await conn.run_sync(
+                lambda sync: [i["name"] for i in inspect(sync).get_indexes("score_updates")]
+            )
+            options: list[str] = []
+            if postgres:
+                found = await conn.scalar(
+                    text("SELECT reloptions FROM pg_class WHERE relname = 'user_scores'")
+                )
+                options = sorted(found or [])
+        return "ix_score_updates_recorded_at" in indexes, options
+
+    try:
+        await migrate(engine)
+        indexed, options = await state()
+        assert indexed
+        if postgres:
+            assert "autovacuum_vacuum_scale_factor=0.01" in options
+            assert "autovacuum_vacuum_threshold=1000" in options
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade_to("0003"))  # type: ignore[arg-type]
+        assert await state() == (False, [])
+    finally:
+        await engine.dispose()

@@ -49,6 +49,7 @@ T = TypeVar("T")
 STALE_RETRY = 1.0
 GRACE = timedelta(seconds=30)  # a change this recent may still be on its way to Redis
 CHUNK = 200  # users per look: a few ms of Python between two awaits
+READ_CHUNK = 500  # users per read of the rolling audit (fewer database round trips)
 CHANGES_PER_SYNC = 200_000  # audit rows read per sync; the next sync goes on from there
 AUDIT_USERS = 10_000  # users of the rolling audit per period and check (each direction)
 
@@ -272,17 +273,21 @@ class CachedRanking:
         cursor = "" if full else self._cursor.get(key, "")
         seen = 0
         while budget is None or seen < budget:
-            size = CHUNK if budget is None else min(CHUNK, budget - seen)
+            size = READ_CHUNK if budget is None else min(READ_CHUNK, budget - seen)
             rows = await self._committed.after(key, cursor, size)
             if not rows:
                 cursor = ""
                 break
             seen += len(rows)
             cursor = rows[-1].user_id
-            expected = {row.user_id: row for row in rows}
-            await self._look(key, expected, list(expected), findings)
+            for start in range(0, len(rows), CHUNK):
+                expected = {row.user_id: row for row in rows[start : start + CHUNK]}
+                await self._look(key, expected, list(expected), findings)
         self._cursor[key] = cursor
-        # ...and from the cache's side: users the database does not have.
+        # ...and from the cache's side: users the database does not have. A full pass saw
+        # every user of the database; unless the cache holds more, there are none.
+        if full and (await self._cache.inspect(key, [])).counts[0] <= seen:
+            return
         scan = 0 if full else self._scan.get(key, 0)
         seen = 0
         while budget is None or seen < budget:

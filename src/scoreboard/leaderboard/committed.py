@@ -80,12 +80,19 @@ class CommittedScores:
         )
         changes = Changes()
         rows = 0
+        parsed: dict[str, list[tuple[str, str]]] = {}  # a few distinct texts, parsed once
         async with self._engine.connect() as conn:
-            result = await conn.stream(query.execution_options(yield_per=1_000))
+            # Small partitions: the loop gets control back every few hundred rows.
+            result = await conn.stream(query.execution_options(yield_per=250))
             async for row in result:
                 rows += 1
-                for board, period in json.loads(row.boards).items():
-                    changes.users[(board, period)].add(row.user_id)
+                fed = parsed.get(row.boards)
+                if fed is None:
+                    fed = list(json.loads(row.boards).items())
+                    if len(parsed) < 1_000:
+                        parsed[row.boards] = fed
+                for board_period in fed:
+                    changes.users[board_period].add(row.user_id)
                 if rows == limit:
                     changes.resume_at = row.recorded_at
         return changes

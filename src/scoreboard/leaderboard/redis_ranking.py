@@ -42,7 +42,7 @@ from scoreboard.records import BoardPeriod, Order, UserScore
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-LOAD_BATCH = 500  # users per command: a few ms of Python, and Redis serves others between
+LOAD_BATCH = 300  # users per command: a few ms of Python, and Redis serves others between
 LOADING_TTL_MS = 3_600_000  # the half-loaded keys of a rebuilder that died vanish on their own
 
 
