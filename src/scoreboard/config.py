@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     redis_prefix: str = "scoreboard:"
     cache_sync_interval: float = Field(default=300.0, ge=1)
     cache_audit_users: int = Field(default=10_000, ge=1)
+    cache_grace: float = Field(default=30.0, ge=1, le=3600)
     redis_max_connections: int = Field(default=64, ge=4, le=10_000)
     prune_interval: float = Field(default=3600.0, ge=1)
     rate_limit_storage: str | None = None

@@ -10,8 +10,10 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
@@ -30,6 +32,8 @@ from scoreboard.live.redis_broadcaster import RedisBroadcaster
 from scoreboard.live.redis_tickets import RedisWsTicketStore
 from scoreboard.live.tickets import MemoryWsTicketStore, WsTicketStore
 from scoreboard.scores.repository import ScoreRepository
+
+log = structlog.get_logger("scoreboard.redis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +78,11 @@ class TrimmedPool(BlockingConnectionPool):
             idle = self._available_connections  # the longest unused first (taken LIFO)
             while len(idle) > self._keep and now - self._released.get(idle[0], now) >= self._idle:
                 closing.append(idle.pop(0))
-        for connection in closing:
-            await connection.disconnect()
+        results = await asyncio.gather(
+            *(connection.disconnect() for connection in closing), return_exceptions=True
+        )
+        for failed in (r for r in results if isinstance(r, BaseException)):
+            log.warning("redis_pool_disconnect_failed", error=type(failed).__name__)
         return len(closing)
 
 
@@ -97,7 +104,10 @@ def redis_client(settings: Settings) -> Redis:
 async def _trim_forever(pool: TrimmedPool) -> None:
     while True:
         await asyncio.sleep(POOL_IDLE / 2)
-        await pool.trim()
+        try:
+            await pool.trim()
+        except Exception as exc:  # a connection that fails to close must not stop the trimming
+            log.warning("redis_pool_trim_failed", error=type(exc).__name__)
 
 
 @asynccontextmanager
@@ -129,6 +139,7 @@ async def shared_backends(
         settings.cache_sync_interval,
         clock=boards.clock,
         audit_users=settings.cache_audit_users,
+        grace=timedelta(seconds=settings.cache_grace),
     )
     broadcaster = RedisBroadcaster(redis, prefix)
     pool = redis.connection_pool

@@ -212,8 +212,10 @@ async def test_closed_periods_are_checked_once_until_redis_goes_away(
     assert scores.rows[YESTERDAY] == 0  # the closed period was not read again
     assert scores.rows[TODAY] > 0
 
-    await redis_client.delete(redis_ranking.keys(YESTERDAY).board)  # Redis loses it...
-    cache._mark_stale(RedisConnectionError("gone"))  # ...while it was away
+    cache._mark_stale(RedisConnectionError("gone"))  # away for a while: nothing lost
+    assert await cache.sync() == {}
+    assert scores.rows[YESTERDAY] == 0
+    await redis_client.delete(redis_ranking.keys(YESTERDAY).board)  # a closed period damaged
     assert await cache.sync() == {
         YESTERDAY: "rebuilt: structures disagree: users, leaderboard, order hold [1, 0, 1]"
     }
@@ -225,7 +227,7 @@ async def test_a_correct_cache_under_a_stream_of_writes_is_never_reported(
 ) -> None:
     """Writes commit, then reach the cache a little later (some while a check looks), the
     way instances apply them; checks run all the while, with changes well inside GRACE."""
-    users = {f"u{i:03}": scored(f"u{i:03}", i, 1, clock()) for i in range(300)}
+    users = {f"u{i:03}": scored(f"u{i:03}", i, 1, LONG_AGO) for i in range(300)}
     await database.commit(TODAY, list(users.values()))
     cache, _ = make_cache(redis_ranking, engine, clock, {TODAY}, audit_users=50)
     assert set(await cache.sync()) == {TODAY}  # the first build
@@ -281,6 +283,12 @@ async def _damage(redis: Redis, ranking: RedisRanking, how: str, victim: UserSco
         await ranking.repair(TODAY, [older], [])
     elif how == "extra_user":
         await ranking.apply([(TODAY, scored("ghost", 10**6, 1, LONG_AGO))])
+    elif how == "keys_lost_then_written":  # evicted or flushed, then a change remakes them
+        await redis.delete(*keys.all)
+        await ranking.apply([(TODAY, scored("u0001", 10**6, 3, LONG_AGO))])
+    elif how == "ahead_of_database":  # the database went back in time (a restore)
+        ahead = UserScore(victim.user_id, victim.username, 999, victim.version + 5, LONG_AGO)
+        await ranking.apply([(TODAY, ahead)])
     else:
         raise AssertionError(how)
 
@@ -294,6 +302,7 @@ async def _damage(redis: Redis, ranking: RedisRanking, how: str, victim: UserSco
         ("stale_name", "differs from the database"),
         ("lost_update", "is at version 1, not 2"),
         ("extra_user", "user ghost is cached but not in the database"),
+        ("ahead_of_database", "is cached at version 7, ahead of the database's 2"),
     ],
 )
 async def test_damage_of_every_kind_is_found_by_the_next_check_and_repaired(
@@ -309,7 +318,9 @@ async def test_damage_of_every_kind_is_found_by_the_next_check_and_repaired(
     await database.commit(TODAY, users)
     # The rolling audit sees 1,000 users a check from each side: all of them in two checks.
     cache, _ = make_cache(redis_ranking, engine, clock, {TODAY}, audit_users=1000)
+    clock.now += timedelta(minutes=5)  # the first commits are long out of the change window
     await cache.sync()
+    clock.now += timedelta(minutes=5)
     assert await cache.sync() == {}
     await _damage(redis_client, redis_ranking, how, users[1150])  # an untouched user
     found = [await cache.sync(), await cache.sync()]
@@ -361,3 +372,55 @@ async def test_a_changed_redis_server_gets_every_period_checked_in_full(
     monkeypatch.setattr(redis_ranking, "server_id", failed_over)
     assert await cache.sync() == {}
     assert scores.rows[TODAY] >= 3000
+
+
+async def test_the_first_scores_of_a_new_period_on_their_way_are_no_drift(
+    engine: AsyncEngine, clock: Clock, database: Database, redis_ranking: RedisRanking
+) -> None:
+    """Committed, not yet in Redis, when the period's first check runs: put in quietly."""
+    await database.commit(TODAY, [scored("first", 10, 1, clock()), scored("second", 5, 1, clock())])
+    cache, _ = make_cache(redis_ranking, engine, clock, {TODAY})
+    assert await cache.sync() == {}
+    assert await cached_board(redis_ranking, TODAY) == await database.all(TODAY)
+
+
+async def test_a_repair_during_a_rebuild_survives_the_swap(
+    redis_ranking: RedisRanking,
+) -> None:
+    old = scored("ann", 10, 1, LONG_AGO)
+    newer = scored("ann", 30, 2, LONG_AGO + timedelta(minutes=1))
+
+    async def snapshot() -> AsyncIterator[Sequence[UserScore]]:
+        await redis_ranking.repair(TODAY, [newer])  # put back while the rebuild loads
+        yield [old]  # the snapshot, read before that change committed
+
+    async with redis_ranking.rebuild_lock(TODAY) as mine:
+        assert mine
+        await redis_ranking.load(TODAY, snapshot())
+    assert (await cached_board(redis_ranking, TODAY))["ann"].version == 2
+
+
+async def test_keys_lost_then_remade_by_a_change_are_found_without_waiting_for_the_audit(
+    engine: AsyncEngine,
+    clock: Clock,
+    database: Database,
+    redis_ranking: RedisRanking,
+    redis_client: Redis,
+) -> None:
+    """Evicted or flushed keys, then one change makes the structures again (agreeing with
+    each other): the missing completeness marker sends the next check through every user,
+    though the rolling audit alone would take 120 checks."""
+    users = [scored(f"u{i:04}", i, 2, LONG_AGO) for i in range(1, 1201)]
+    await database.commit(TODAY, users)
+    cache, _ = make_cache(redis_ranking, engine, clock, {TODAY}, audit_users=10)
+    clock.now += timedelta(minutes=5)  # the first commits are long out of the change window
+    await cache.sync()
+    clock.now += timedelta(minutes=5)
+    assert await cache.sync() == {}
+    changed = scored("u0001", 10**6, 3, LONG_AGO)
+    await database.commit(TODAY, [changed])
+    await _damage(redis_client, redis_ranking, "keys_lost_then_written", changed)
+    report = await cache.sync()
+    assert "is missing" in report[TODAY]
+    assert await cached_board(redis_ranking, TODAY) == await database.all(TODAY)
+    assert await cache.sync() == {}

@@ -38,9 +38,9 @@ async def drift_of(ranking: RedisRanking, committed: list[UserScore]) -> str | N
         cursor, ids = await ranking.scan_users(KEY, max(cursor, 0), 1000)
         cached_ids += ids
     inspection = await ranking.inspect(KEY, sorted(set(expected) | set(cached_ids)))
-    if problem := structure_problem(inspection, bool(expected)):
-        return problem
     later = max((u.last_updated for u in committed), default=datetime.now(UTC)) + timedelta(days=1)
+    if problem := structure_problem(inspection, expected, later, timedelta(seconds=30)):
+        return problem
     verdict = judge(KEY, expected, inspection, later, timedelta(seconds=30))
     if verdict.suspects:
         return f"{len(verdict.suspects)} cached users are not in the database"

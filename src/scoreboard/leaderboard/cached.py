@@ -8,8 +8,8 @@ go to Redis again from that moment, before the check, so none falls between the 
 Every ``interval`` seconds the current period of each board is checked, and what a check
 costs follows the changes, not the users (``drift`` says how a user is judged):
 
-1. every user the audit log shows changed since the last check (minus ``GRACE``, for
-   clocks and commits in flight);
+1. every user the audit log shows changed since the last check (minus the grace,
+   ``SCOREBOARD_CACHE_GRACE``, for clocks and commits in flight);
 2. the next ``audit_users`` users of the period in user id order, and the next
    ``audit_users`` entries of the cached users hash (HSCAN), so that a cache damaged from
    outside is found within ``users / audit_users`` checks;
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +38,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from scoreboard.clock import Clock, system_clock
-from scoreboard.leaderboard.committed import Changes, CommittedScores
+from scoreboard.leaderboard.committed import CommittedScores
 from scoreboard.leaderboard.drift import judge, structure_problem
 from scoreboard.leaderboard.ranking import Applied, Neighbourhood, RankedEntry
 from scoreboard.leaderboard.redis_ranking import LOAD_BATCH, RedisRanking
@@ -52,23 +53,31 @@ CHUNK = 200  # users per look: a few ms of Python between two awaits
 READ_CHUNK = 500  # users per read of the rolling audit (fewer database round trips)
 CHANGES_PER_SYNC = 200_000  # audit rows read per sync; the next sync goes on from there
 AUDIT_USERS = 10_000  # users of the rolling audit per period and check (each direction)
+KEPT_PROBLEMS = 20  # drift reasons kept per check (the rest are counted)
 
 
 @dataclass
 class Findings:
     """What a check found in one period."""
 
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the first KEPT_PROBLEMS of them
+    found: int = 0  # drifted users in all
     looked: int = 0  # users compared
     repaired: int = 0
     rebuilt: str | None = None  # why the period was rebuilt
 
+    def add(self, problems: Iterable[str]) -> None:
+        for problem in problems:
+            self.found += 1
+            if len(self.problems) < KEPT_PROBLEMS:
+                self.problems.append(problem)
+
     def summary(self) -> str | None:
         if self.rebuilt:
             return f"rebuilt: {self.rebuilt}"
-        if not self.problems:
+        if not self.found:
             return None
-        more = len(self.problems) - 1
+        more = self.found - 1
         return self.problems[0] + (f" (and {more} more)" if more else "")
 
 
@@ -84,6 +93,7 @@ class CachedRanking:
         *,
         clock: Clock = system_clock,
         audit_users: int = AUDIT_USERS,
+        grace: timedelta = GRACE,
     ) -> None:
         self._cache = cache
         self._database = database
@@ -93,6 +103,7 @@ class CachedRanking:
         self._interval = interval
         self._clock = clock
         self._audit_users = audit_users
+        self._grace = grace
         self._settled: set[BoardPeriod] = set()  # closed periods found equal to the database
         self._since: dict[BoardPeriod, datetime] = {}  # current periods: check changes from
         self._cursor: dict[BoardPeriod, str] = {}  # rolling audit: the last user id checked
@@ -132,8 +143,8 @@ class CachedRanking:
             log.warning("cache_unavailable", error=type(exc).__name__)
         self.stale = True
         self._writable = False
-        self._settled.clear()  # Redis may have lost them: check every period in full again
-        self._since.clear()
+        # What was checked stays checked: a Redis that lost data has a new run_id (a restart
+        # or a failover), and the changes made meanwhile are in the audit log.
         self._wake.set()
 
     async def revision(self, key: BoardPeriod) -> int:
@@ -195,37 +206,31 @@ class CachedRanking:
                 if self._server is not None:
                     log.warning("cache_server_changed")
                 self._server = server
-                self._settled.clear()
+                self._settled.clear()  # it may have lost anything: every period in full
                 self._since.clear()
             readable, current = set(self._readable()), set(self._current())
-            self._settled &= readable
-            for gone in set(self._since) - current:
-                del self._since[gone]
+            self._forget(readable, current)
+            for key in sorted(self._settled, key=_order):  # one cheap look each: still whole?
+                look = await self._cache.inspect(key, [])
+                if not look.complete or len(set(look.counts)) != 1:
+                    self._settled.discard(key)
             started, began = self._clock(), time.perf_counter()
             looked = 0
-            incremental = [key for key in self._since if key in readable]
-            changes = (
-                await self._committed.changed_since(
-                    min(self._since[key] for key in incremental), CHANGES_PER_SYNC
-                )
-                if incremental
-                else Changes()
-            )
-            for key in sorted(readable - self._settled, key=lambda k: (k.board, k.period)):
+            changes = await self._changes()
+            for key in sorted(readable - self._settled, key=_order):
                 full = key not in self._since
-                changed = changes.users.get((key.board, key.period), set())
+                changed, resume_at = changes.get(key, (set(), None))
                 findings = await self._check(key, changed, full)
-                if findings is None:  # another instance is checking it
+                if findings is None:  # another instance is checking or rebuilding it
                     continue
+                self._writable = True
                 looked += findings.looked
                 if summary := findings.summary():
                     found[key] = summary
                 if key not in current:
                     self._settled.add(key)
-                elif changes.resume_at is not None and not full:
-                    self._since[key] = changes.resume_at
                 else:
-                    self._since[key] = started - GRACE
+                    self._since[key] = resume_at or started - self._grace
         except RedisError as exc:
             self._mark_stale(exc)
             return found
@@ -238,7 +243,32 @@ class CachedRanking:
         if self.stale:
             log.info("cache_ready", periods=len(readable))
         self.stale = False
+        self._writable = True
         return found
+
+    def _forget(self, readable: set[BoardPeriod], current: set[BoardPeriod]) -> None:
+        """Drop what is kept about periods no longer readable (or no longer current)."""
+        self._settled &= readable
+        for gone in set(self._since) - current:
+            del self._since[gone]
+        for kept in (self._cursor, self._scan):
+            for gone in set(kept) - readable:
+                del kept[gone]
+
+    async def _changes(self) -> dict[BoardPeriod, tuple[set[str], datetime | None]]:
+        """The users changed since each current period's last check, by the audit log: one
+        read per distinct starting point (usually one for all), so a period another instance
+        keeps checking does not hold the others back. With each, where to go on from when a
+        read stopped at CHANGES_PER_SYNC rows."""
+        by_since: dict[datetime, list[BoardPeriod]] = defaultdict(list)
+        for key, since in self._since.items():
+            by_since[since].append(key)
+        changes: dict[BoardPeriod, tuple[set[str], datetime | None]] = {}
+        for since, keys in by_since.items():
+            read = await self._committed.changed_since(since, CHANGES_PER_SYNC)
+            for key in keys:
+                changes[key] = (read.users.get((key.board, key.period), set()), read.resume_at)
+        return changes
 
     async def _check(self, key: BoardPeriod, changed: set[str], full: bool) -> Findings | None:
         async with self._cache.check_lock(key) as mine:
@@ -246,16 +276,23 @@ class CachedRanking:
                 return None
             findings = Findings()
             try:
-                await self._look_through(key, changed, full, findings)
+                try:
+                    await self._look_through(key, changed, full, findings)
+                except Incomplete:  # keys lost, then remade by a change: look at everyone
+                    full = True
+                    await self._look_through(key, set(), full, findings)
+                if full:
+                    await self._cache.mark_complete(key)
             except Rebuild as needed:
                 findings.rebuilt = str(needed)
-                await self._rebuild(key, findings.rebuilt)
-            if findings.problems:
+                if not await self._rebuild(key, findings.rebuilt):
+                    return None  # another instance is rebuilding it: not checked here
+            if findings.found:
                 log.warning(
                     "cache_drift",
                     board=key.board,
                     period=key.period,
-                    found=len(findings.problems),
+                    found=findings.found,
                     repaired=findings.repaired,
                     first=findings.problems[:3],
                 )
@@ -264,10 +301,10 @@ class CachedRanking:
     async def _look_through(
         self, key: BoardPeriod, changed: set[str], full: bool, findings: Findings
     ) -> None:
-        ordered = sorted(changed)
+        ordered = list(changed)
         for start in range(0, len(ordered), CHUNK):
             chunk = ordered[start : start + CHUNK]
-            await self._look(key, await self._committed.users(key, chunk), chunk, findings)
+            await self._look(key, await self._committed.users(key, chunk), chunk, full, findings)
         # The rolling audit, from the database's side (all of it in a full check)...
         budget = None if full else self._audit_users
         cursor = "" if full else self._cursor.get(key, "")
@@ -282,7 +319,7 @@ class CachedRanking:
             cursor = rows[-1].user_id
             for start in range(0, len(rows), CHUNK):
                 expected = {row.user_id: row for row in rows[start : start + CHUNK]}
-                await self._look(key, expected, list(expected), findings)
+                await self._look(key, expected, list(expected), full, findings)
         self._cursor[key] = cursor
         # ...and from the cache's side: users the database does not have. A full pass saw
         # every user of the database; unless the cache holds more, there are none.
@@ -295,7 +332,7 @@ class CachedRanking:
             scan, ids = await self._cache.scan_users(key, scan, size)
             seen += len(ids)
             if ids:
-                await self._look(key, await self._committed.users(key, ids), ids, findings)
+                await self._look(key, await self._committed.users(key, ids), ids, full, findings)
             if scan == 0:
                 break
         self._scan[key] = scan
@@ -305,35 +342,54 @@ class CachedRanking:
         key: BoardPeriod,
         expected: dict[str, UserScore],
         user_ids: Sequence[str],
+        full: bool,
         findings: Findings,
     ) -> None:
         """Compare some users (read from the database just before) with the cache, and put
         back the wrong ones."""
         inspection = await self._cache.inspect(key, user_ids)
         findings.looked += len(user_ids)
-        if problem := structure_problem(inspection, bool(expected)):
+        now = self._clock()
+        if problem := structure_problem(inspection, expected, now, self._grace):
             raise Rebuild(problem)
-        verdict = judge(key, expected, inspection, self._clock(), GRACE)
-        removals: list[tuple[str, int]] = []
-        if verdict.suspects:  # read again: their first score may have committed meanwhile
-            again = await self._committed.users(key, list(verdict.suspects))
-            removals = [(u, v) for u, v in verdict.suspects.items() if u not in again]
-            findings.problems += [
-                f"user {u} is cached but not in the database" for u, _ in removals
-            ]
-        findings.problems += verdict.problems
-        if verdict.repairs or removals:
-            findings.repaired += await self._cache.repair(key, verdict.repairs, removals)
+        if not inspection.complete and not full:
+            raise Incomplete
+        verdict = judge(key, expected, inspection, now, self._grace)
+        drops: list[tuple[str, int]] = []
+        replaces: list[tuple[UserScore, int]] = []
+        if verdict.suspects or verdict.ahead:
+            # Read again: a change (or a first score) committed meanwhile explains either.
+            again = await self._committed.users(key, [*verdict.suspects, *verdict.ahead])
+            drops = [(u, v) for u, v in verdict.suspects.items() if u not in again]
+            findings.add(f"user {u} is cached but not in the database" for u, _ in drops)
+            for user_id, version in verdict.ahead.items():
+                row = again.get(user_id)
+                if row is None:
+                    drops.append((user_id, version))
+                    findings.add([f"user {user_id} is cached but not in the database"])
+                elif row.version < version:
+                    replaces.append((row, version))
+                    findings.add(
+                        [
+                            f"user {user_id} is cached at version {version}, ahead of the "
+                            f"database's {row.version}"
+                        ]
+                    )
+        findings.add(verdict.problems)
+        if verdict.repairs or drops or replaces:
+            findings.repaired += await self._cache.repair(key, verdict.repairs, drops, replaces)
         await self._cache.renew_check(key)
         await asyncio.sleep(0)
 
-    async def _rebuild(self, key: BoardPeriod, reason: str) -> None:
+    async def _rebuild(self, key: BoardPeriod, reason: str) -> bool:
+        """Rebuild the period; False when another instance is rebuilding it right now."""
         async with self._cache.rebuild_lock(key) as mine:
-            if not mine:  # another instance is rebuilding it right now
-                return
+            if not mine:
+                return False
             log.warning("cache_rebuild", board=key.board, period=key.period, reason=reason)
             users = await self._cache.load(key, self._committed.stream(key, LOAD_BATCH))
             log.info("cache_rebuilt", board=key.board, period=key.period, users=users)
+            return True
 
     async def _sync_loop(self) -> None:
         while not self._stopping:
@@ -352,3 +408,12 @@ class CachedRanking:
 
 class Rebuild(Exception):
     """A period's structures disagree: only a rebuild repairs it."""
+
+
+class Incomplete(Exception):
+    """The period lacks its completeness marker: its keys were lost (and maybe remade by a
+    change since), so only a look at every user can tell what is missing."""
+
+
+def _order(key: BoardPeriod) -> tuple[str, str]:
+    return key.board, key.period

@@ -5,7 +5,9 @@ change commits in the database before it is applied to the cache, so in a correc
 user's cached version is never *older* than the row read before it, except for a change
 still on its way (committed, not yet applied). Hence, per user:
 
-- cached version newer than the row: a change that committed after the read; correct;
+- cached version newer than the row: a change that committed after the read, unless the
+  database went back in time (a restore): read again, and if the row is still behind, the
+  database wins;
 - the same version: the record, the board score and the listing entry must be exactly the
   row's; anything else is drift;
 - older or missing: put the row back (a version-checked write, harmless if the change then
@@ -31,16 +33,20 @@ from scoreboard.records import BoardPeriod, UserScore
 class Verdict:
     repairs: list[UserScore] = field(default_factory=list)  # rows to put back
     suspects: dict[str, int] = field(default_factory=dict)  # cached, not in the database: version
+    ahead: dict[str, int] = field(default_factory=dict)  # cached newer than the row: version
     problems: list[str] = field(default_factory=list)  # drift, in words
 
 
-def structure_problem(inspection: Inspection, database_has_users: bool) -> str | None:
+def structure_problem(
+    inspection: Inspection, expected: Mapping[str, UserScore], now: datetime, grace: timedelta
+) -> str | None:
     """Drift of the period as a whole: the three structures must hold the same users, and a
-    period the database has users in cannot be missing from the cache."""
+    period cannot be empty in the cache while the database has users in it that are older
+    than ``grace`` (younger ones may be the period's first scores, still on their way)."""
     counts = inspection.counts
     if len(set(counts)) != 1:
         return f"structures disagree: users, leaderboard, order hold {list(counts)}"
-    if database_has_users and counts[0] == 0:
+    if counts[0] == 0 and any(now - row.last_updated > grace for row in expected.values()):
         return "the cache holds nothing for this period"
     return None
 
@@ -61,6 +67,7 @@ def judge(
             continue
         record = seen.record
         if record is not None and record.version > row.version:
+            verdict.ahead[user_id] = record.version
             continue
         if record is not None and record.version == row.version:
             if record == cached(row, key.order) and seen.board_score == row.score and seen.listed:

@@ -76,6 +76,7 @@ def _user_ids(users: str) -> list[str]:
         **problem_responses(400, 401, 403, 404),
     },
     tags=["leaderboard"],
+    operation_id="getLeaderboard",
 )
 async def read_leaderboard(
     request: ApiRequest, leaderboard: NamedDependency[LeaderboardService], limit: Limit = 10
@@ -89,6 +90,7 @@ async def read_leaderboard(
     summary="The caller's own score and rank on `global`, with the entries above and below",
     tags=["leaderboard"],
     responses=problem_responses(401, 403, 404),
+    operation_id="getMyStanding",
 )
 async def read_my_standing(
     request: ApiRequest, leaderboard: NamedDependency[LeaderboardService]
@@ -111,6 +113,7 @@ async def read_my_standing(
         **problem_responses(400, 401, 403, 404),
     },
     tags=["leaderboard"],
+    operation_id="getBoardLeaderboard",
 )
 async def read_board(
     request: ApiRequest,
@@ -135,6 +138,7 @@ async def read_board(
     summary="The caller's score, rank and percentile on a board, with neighbours",
     tags=["leaderboard"],
     responses=problem_responses(400, 401, 403, 404),
+    operation_id="getMyBoardStanding",
 )
 async def read_my_board_standing(
     request: ApiRequest,

@@ -81,7 +81,7 @@ class Seen(msgspec.Struct, frozen=True):
 
 class Inspection(msgspec.Struct, frozen=True):
     counts: tuple[int, int, int]  # users hash, board, listing order
-    has_revision: bool
+    complete: bool  # the period was loaded or checked in full since its keys were made
     users: dict[str, Seen]
 
 
@@ -103,7 +103,8 @@ class RankingKeys:
         self.rebuild_lock = f"{self.stem}rebuild-lock"
         self.rebuild_journal = f"{self.stem}rebuild-journal"
         self.check_lock = f"{self.stem}check-lock"
-        self.all = [*self.structures, self.revision, self.rebuild_journal]
+        self.complete = f"{self.stem}complete"
+        self.all = [*self.structures, self.revision, self.rebuild_journal, self.complete]
 
     def loading(self, token: str) -> tuple[str, str, str]:
         """Where a rebuild loads its snapshot before swapping it in."""
@@ -256,7 +257,15 @@ class RedisRanking:
             if pending is not None:
                 await pending
                 pending = None
-            await self._swap(keys=[*keys.structures, keys.revision, *loading, keys.rebuild_journal])
+            await self._swap(
+                keys=[
+                    *keys.structures,
+                    keys.revision,
+                    *loading,
+                    keys.rebuild_journal,
+                    keys.complete,
+                ]
+            )
             swapped = True
             return loaded
         finally:
@@ -292,9 +301,9 @@ class RedisRanking:
                 else:
                     pipe.pexpire(name, payload)
             await pipe.execute()
-        held = self._held_locks.get(key)
-        if held is not None:  # a long rebuild keeps its lock
-            await held.reacquire()
+        for held in (self._held_locks.get(key), self._check_locks.get(key)):
+            if held is not None:  # a long rebuild keeps its locks
+                await held.reacquire()
 
     @asynccontextmanager
     async def rebuild_lock(
@@ -346,14 +355,17 @@ class RedisRanking:
     async def server_id(self) -> str:
         """The Redis server's run id: it changes when the server restarts or a replica takes
         over, the two ways a cache loses what it held without any key going missing."""
-        info: dict[str, Any] = await self._redis.info("server")
+        try:
+            info: dict[str, Any] = await self._redis.info("server")
+        except ResponseError:  # INFO refused (a proxy, an ACL): no failover detection
+            return ""
         return str(info.get("run_id", ""))
 
     async def inspect(self, key: BoardPeriod, user_ids: Sequence[str]) -> Inspection:
         """One atomic look at the period's structures and these users."""
         keys = self.keys(key)
         reply: Any = await self._inspect(
-            keys=[*keys.structures, keys.revision], args=list(user_ids)
+            keys=[*keys.structures, keys.complete], args=list(user_ids)
         )
         users: dict[str, Seen] = {}
         for n, user_id in enumerate(user_ids):
@@ -372,21 +384,37 @@ class RedisRanking:
         return Inspection(counts, bool(reply[3]), users)
 
     async def repair(
-        self, key: BoardPeriod, users: Sequence[UserScore], removals: Sequence[tuple[str, int]]
+        self,
+        key: BoardPeriod,
+        users: Sequence[UserScore],
+        drops: Sequence[tuple[str, int]] = (),
+        replaces: Sequence[tuple[UserScore, int]] = (),
     ) -> int:
-        """Put these users' committed state back (unless a newer one arrived meanwhile) and
-        remove users the database does not have (if still at the version seen). Returns how
-        many changed."""
+        """Put these users' committed state back (unless a newer one arrived meanwhile);
+        drop users the database does not have, and replace users the cache holds at a version
+        the database never reached, each only if still at the version seen. Returns how many
+        changed."""
         args: list[str | int | bytes] = []
-        for user in users:
+        for mode, user, version in (
+            *(("put", user, user.version) for user in users),
+            *(("replace", user, seen) for user, seen in replaces),
+        ):
             record = cached(user, key.order)
-            args += [user.user_id, user.version, user.score, record.order_member, _encode(record)]
-        for user_id, version in removals:
-            args += [user_id, version, 0, "", ""]
+            args += [user.user_id, mode, version, user.score, record.order_member, _encode(record)]
+        for user_id, version in drops:
+            args += [user_id, "drop", version, 0, "", ""]
         if not args:
             return 0
         keys = self.keys(key)
-        return int(await self._repair(keys=[*keys.structures, keys.revision], args=args))
+        return int(
+            await self._repair(
+                keys=[*keys.structures, keys.revision, keys.rebuild_lock, keys.rebuild_journal],
+                args=args,
+            )
+        )
+
+    async def mark_complete(self, key: BoardPeriod) -> None:
+        await self._redis.set(self.keys(key).complete, "1")
 
     async def scan_users(self, key: BoardPeriod, cursor: int, count: int) -> tuple[int, list[str]]:
         """The next few user ids of the cached hash (HSCAN): 0 as the cursor when done."""

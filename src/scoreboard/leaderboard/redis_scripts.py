@@ -81,7 +81,9 @@ return standings
 """
 )
 
-# KEYS: board, order, users, revision, new board, new order, new users, rebuild journal
+# KEYS: board, order, users, revision, new board, new order, new users, rebuild journal,
+# complete (the marker that the period holds every committed user: only a swap or a full
+# check sets it, never a change, so a period whose keys were lost is told from a new one)
 SWAP = (
     _COMMON
     + """
@@ -100,6 +102,7 @@ for i = 1, 3 do
     redis.call('PERSIST', KEYS[i])  -- the loading keys expire in case the loader dies
   end
 end
+redis.call('SET', KEYS[9], '1')
 return bump(KEYS[4])
 """
 )
@@ -156,9 +159,9 @@ return found
 """
 )
 
-# KEYS: board, order, users, revision
+# KEYS: board, order, users, complete
 # ARGV: user ids
-# Returns {users in the hash, on the board, in the order, revision exists}, then for each
+# Returns {users in the hash, on the board, in the order, complete marker set}, then for each
 # user {record or false, board score or false, 1 if the record's order member is listed}:
 # one atomic look, so a check never sees a change half applied.
 INSPECT = """
@@ -181,17 +184,22 @@ end
 return out
 """
 
-# KEYS: board, order, users, revision
-# ARGV: groups of (user_id, version, score, order_member, record). A record puts the committed
-# state back unless a newer version is already stored; an empty record removes a user that
-# the database does not have, only if it is still at the version the check saw.
+# KEYS: board, order, users, revision, rebuild lock, rebuild journal
+# ARGV: groups of (user_id, mode, version, score, order_member, record), by mode:
+# - put: the committed record goes back, unless a newer version is already stored;
+# - drop: the database does not have the user: removed if still at ``version``;
+# - replace: the cache is ahead of the database (it went back in time, e.g. a restore): the
+#   record replaces the stored one if that is still at ``version``.
+# While a rebuild runs, what is put back is journaled too, like a change, so the swap keeps it.
 # Returns how many users it changed.
 REPAIR = (
     _COMMON
     + """
+local rebuilding = redis.call('EXISTS', KEYS[5]) == 1
 local changed = 0
-for i = 1, #ARGV, 5 do
-  local user_id, version, record = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 4]
+for i = 1, #ARGV, 6 do
+  local user_id, mode, version = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local record = ARGV[i + 5]
   local stored = redis.call('HGET', KEYS[3], user_id)
   local old = nil
   if stored then
@@ -200,16 +208,17 @@ for i = 1, #ARGV, 5 do
   end
   local stored_version = old and tonumber(old[1]) or -1
   local go
-  if record == '' then go = stored_version == version else go = stored_version <= version end
+  if mode == 'put' then go = stored_version <= version else go = stored_version == version end
   if go then
     if old and type(old[4]) == 'string' then redis.call('ZREM', KEYS[2], old[4]) end
-    if record == '' then
+    if mode == 'drop' then
       redis.call('HDEL', KEYS[3], user_id)
       redis.call('ZREM', KEYS[1], user_id)
     else
-      redis.call('ZADD', KEYS[1], ARGV[i + 2], user_id)
-      redis.call('ZADD', KEYS[2], 0, ARGV[i + 3])
+      redis.call('ZADD', KEYS[1], ARGV[i + 3], user_id)
+      redis.call('ZADD', KEYS[2], 0, ARGV[i + 4])
       redis.call('HSET', KEYS[3], user_id, record)
+      if rebuilding then redis.call('HSET', KEYS[6], user_id, record) end
     end
     changed = changed + 1
   end
