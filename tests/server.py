@@ -35,6 +35,11 @@ class ServerProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    # The program to run (default: this interpreter's `scoreboard`) and where.
+    command: list[str] = field(
+        default_factory=lambda: [sys.executable, "-m", "scoreboard", "serve"]
+    )
+    cwd: Path | None = None
 
     @property
     def url(self) -> str:
@@ -44,8 +49,9 @@ class ServerProcess:
         env = {**os.environ, **self.env, "SCOREBOARD_PORT": str(self.port)}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "scoreboard", "serve", "--host", "127.0.0.1"],
+            [*self.command, "--host", "127.0.0.1"],
             env=env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
