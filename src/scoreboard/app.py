@@ -47,8 +47,9 @@ from scoreboard.leaderboard.endpoints import (
 )
 from scoreboard.leaderboard.service import LeaderboardService
 from scoreboard.live.broadcaster import Event
-from scoreboard.live.endpoints import issue_ws_ticket, live_leaderboard
+from scoreboard.live.endpoints import asyncapi_document, issue_ws_ticket, live_leaderboard
 from scoreboard.live.hub import Hub
+from scoreboard.openapi_examples import add_examples
 from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
 from scoreboard.records import BoardsChanged
 from scoreboard.requests import ScoreboardRequest
@@ -190,7 +191,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         if settings.allowed_origins
         else None
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             issue_action,
             update_score,
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             live_leaderboard,
             AdminController,
             *web_handlers(settings, keys),
+            *([asyncapi_document] if settings.openapi else []),
         ],
         lifespan=[lifespan],
         state=State(
@@ -243,3 +245,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         request_class=ScoreboardRequest,
         debug=False,
     )
+    if settings.openapi:
+        add_examples(app.openapi_schema)
+    return app

@@ -32,6 +32,7 @@ class Health(msgspec.Struct, omit_defaults=True):
     tags=["health"],
     security=[{}],
     exclude_from_auth=True,
+    operation_id="getHealth",
 )
 async def healthz() -> Alive:
     return Alive(status="ok")
@@ -44,6 +45,7 @@ async def healthz() -> Alive:
     security=[{}],
     exclude_from_auth=True,
     responses={503: ResponseSpec(data_container=Health, description="Not ready, and why")},
+    operation_id="getReadiness",
 )
 async def readyz(
     request: ApiRequest,

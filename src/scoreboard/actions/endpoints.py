@@ -24,6 +24,7 @@ from scoreboard.ratelimit import per_user
     tags=["actions"],
     guards=[per_user(lambda rates: rates.actions_per_user)],
     responses=problem_responses(400, 401, 403, 413, 415, 422, 429),
+    operation_id="issueAction",
 )
 async def issue_action(
     request: ApiRequest,

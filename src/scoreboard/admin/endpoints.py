@@ -64,7 +64,7 @@ class AdminController(Controller):
     tags = ["admin"]  # noqa: RUF012
     responses = problem_responses(400, 401, 403, 404, 422)
 
-    @get("/flags", summary="List abuse flags", responses=ERRORS)
+    @get("/flags", summary="List abuse flags", responses=ERRORS, operation_id="listFlags")
     async def list_flags(
         self,
         admin: NamedDependency[AdminService],
@@ -78,7 +78,11 @@ class AdminController(Controller):
         return FlagList(flags=[_view(f) for f in flags])
 
     @post(
-        "/flags/{flag_id:str}/resolve", status_code=200, summary="Resolve a flag", responses=ERRORS
+        "/flags/{flag_id:str}/resolve",
+        status_code=200,
+        summary="Resolve a flag",
+        responses=ERRORS,
+        operation_id="resolveFlag",
     )
     async def resolve_flag(
         self,
@@ -93,6 +97,7 @@ class AdminController(Controller):
         "/users/{user_id:str}/history",
         summary="A user's score, suspension and update history",
         responses=ERRORS,
+        operation_id="getUserHistory",
     )
     async def history(
         self,
@@ -123,6 +128,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Add or remove points on a sum board (default global), current period",
         responses=ERRORS,
+        operation_id="adjustUserScore",
     )
     async def adjust(
         self,
@@ -140,6 +146,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Set a user's score on a sum board (default global) to zero",
         responses=ERRORS,
+        operation_id="resetUserScore",
     )
     async def reset(
         self,
@@ -157,6 +164,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Suspend from scoring",
         responses=ERRORS,
+        operation_id="suspendUser",
     )
     async def suspend(
         self,
@@ -173,6 +181,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Lift a suspension",
         responses=ERRORS,
+        operation_id="unsuspendUser",
     )
     async def unsuspend(
         self,
@@ -197,6 +206,7 @@ class AdminController(Controller):
             201: ResponseSpec(data_container=BoardView, description="Created"),
             **BOARD_ERRORS,
         },
+        operation_id="defineBoard",
     )
     async def define_board(
         self,
@@ -225,6 +235,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Retire a board: it takes no more scores; its periods stay readable",
         responses=BOARD_ERRORS,
+        operation_id="retireBoard",
     )
     async def retire_board(
         self,
@@ -242,6 +253,7 @@ class AdminController(Controller):
         status_code=200,
         summary="Close the board's current period now and start the next",
         responses=BOARD_ERRORS,
+        operation_id="rolloverBoard",
     )
     async def rollover(
         self,

@@ -42,6 +42,7 @@ def board_view(entry: BoardEntry, registry: BoardRegistry) -> BoardView:
     summary="Every board: its rules, its current period (key, start, end) and readable periods",
     tags=["boards"],
     responses=problem_responses(401, 403),
+    operation_id="listBoards",
 )
 async def list_boards(boards: NamedDependency[BoardRegistry]) -> BoardList:
     return BoardList(boards=[board_view(entry, boards) for entry in boards.entries()])

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 import structlog
-from litestar import WebSocket, post, websocket
+from litestar import Response, WebSocket, get, post, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
@@ -42,6 +43,7 @@ from scoreboard.ratelimit import RateLimited, RateLimiter
 from scoreboard.records import GLOBAL
 
 log = structlog.get_logger("scoreboard.live")
+ASYNCAPI = Path(__file__).parent / "asyncapi.json"
 AnySocket = WebSocket[Any, Any, Any]
 
 
@@ -59,6 +61,7 @@ class WsTicketResponse(msgspec.Struct, rename="camel"):
     "/ws/leaderboard?ticket=<ticket> instead.",
     tags=["live"],
     responses=problem_responses(401, 403, 429, 503),
+    operation_id="issueWsTicket",
 )
 async def issue_ws_ticket(
     request: ApiRequest, ws_tickets: NamedDependency[WsTicketStore]
@@ -263,3 +266,9 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
         pass
     finally:
         hub.unregister(connection)
+
+
+@get("/schema/asyncapi.json", include_in_schema=False, exclude_from_auth=True)
+async def asyncapi_document() -> Response[bytes]:
+    """The AsyncAPI 3 description of /ws/leaderboard (the OpenAPI schema's counterpart)."""
+    return Response(ASYNCAPI.read_bytes(), media_type="application/json")

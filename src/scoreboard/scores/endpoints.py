@@ -35,6 +35,7 @@ def _ip(host: str) -> str | None:
     ),
     tags=["scores"],
     responses=problem_responses(400, 401, 403, 409, 413, 415, 422, 429, 503),
+    operation_id="updateScore",
 )
 async def update_score(
     data: JSONBody[ScoreUpdateRequest], request: ApiRequest, scores: NamedDependency[ScoreService]
