@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     ws_messages_per_second: float = Field(default=5.0, gt=0)
     ws_message_burst: int = Field(default=20, ge=1)
     max_body_size: int = Field(default=8192, ge=256, le=10_000_000)
+    max_header_size: int = Field(default=32_768, ge=1024, le=1_048_576)
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    body_timeout: float = Field(default=30.0, gt=0, le=600)
+    max_connections: int | None = Field(default=None, ge=1)
+    ws_max_write_buffer: int = Field(default=1_048_576, ge=65_536, le=1_073_741_824)
     openapi: bool = True
     redis_url: str | None = None
     redis_prefix: str = "scoreboard:"

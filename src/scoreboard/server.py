@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import resource
 import socket
 
 import uvicorn
@@ -10,6 +11,14 @@ from litestar import Litestar
 
 from scoreboard.config import Settings
 from scoreboard.live.protocol import MAX_CLIENT_MESSAGE, CloseCode
+from scoreboard.protocols import (
+    BoundedHttpProtocol,
+    BoundedWebSocketProtocol,
+    Limits,
+    bounded,
+)
+
+FILE_RESERVE = 128  # descriptors kept for the database and Redis pools, logs and files
 
 
 class _Server(uvicorn.Server):
@@ -32,14 +41,30 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def connection_cap(settings: Settings) -> int:
+    """SCOREBOARD_MAX_CONNECTIONS, or what the open-file limit leaves after a reserve for the
+    database, Redis and the files the process opens itself."""
+    if settings.max_connections is not None:
+        return settings.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, soft - FILE_RESERVE)
+
+
 def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
+    limits = Limits(
+        max_head=settings.max_header_size,
+        head_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=connection_cap(settings),
+        max_write_buffer=settings.ws_max_write_buffer,
+    )
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
+        http=bounded(BoundedHttpProtocol, limits),
+        ws=bounded(BoundedWebSocketProtocol, limits),
         ws_max_size=MAX_CLIENT_MESSAGE,
         # Boards are small; compressing each one per connection cost ~25% of the fan-out
         # CPU and ~40 KB of memory per socket in bench/live_fanout.py.
