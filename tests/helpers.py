@@ -22,8 +22,8 @@ from scoreboard.clock import Clock, system_clock
 from scoreboard.config import Settings
 from scoreboard.keys import load_keys
 
-JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789"
-ACTION_SECRET = "test-action-secret-that-is-long-enough-0123456789"
+JWT_SECRET = "test-jwt-key-that-is-long-enough-0123456789"
+ACTION_SECRET = "test-action-key-that-is-long-enough-0123456789"
 ACTIONS_FILE = Path(__file__).parent / "actions.toml"
 # Rate limits high enough that only the tests about limits ever meet them.
 RATE_SETTINGS = (

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from functools import partial
+from secrets import token_urlsafe
 from typing import Annotated
 
 import typer
@@ -230,6 +231,13 @@ def token(
     except ValueError as exc:
         typer.secho(f"cannot mint a token: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
+
+
+@cli.command()
+def secrets() -> None:
+    """Print freshly generated secrets as environment lines (for deploy/.env, say)."""
+    for name in ("SCOREBOARD_JWT_SECRET", "SCOREBOARD_ACTION_SECRET", "POSTGRES_PASSWORD"):
+        typer.echo(f"{name}={token_urlsafe(48)}")
 
 
 def main() -> None:

@@ -14,6 +14,27 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
+# Values that were published as examples: a server started with one of them trusts anyone
+# who read the repository.
+PUBLISHED_SECRETS = frozenset(
+    {
+        "change-me-to-at-least-32-random-bytes-xxxxxxxxxxxx",
+        "change-me-too-at-least-32-random-bytes-yyyyyyyyyyy",
+    }
+)
+# Words that mark an example; each is rare enough by chance in a random secret (< 1e-7).
+PLACEHOLDER_WORDS = ("change", "example", "placeholder", "replace", "secret")
+
+
+def looks_like_a_placeholder(value: str) -> bool:
+    """A published value, a word that marks an example, or too few distinct characters for
+    a random string (a token_urlsafe(48) has dozens)."""
+    lowered = value.lower()
+    return (
+        value in PUBLISHED_SECRETS
+        or any(word in lowered for word in PLACEHOLDER_WORDS)
+        or len(set(value)) < 12
+    )
 
 
 class RuleSetting(BaseModel):
@@ -185,6 +206,17 @@ class Settings(BaseSettings):
         secrets = [self.action_secret, *self.action_previous_secrets]
         if any(s and len(s.get_secret_value().encode()) < MIN_SECRET_BYTES for s in secrets):
             problems.append(f"action secrets must be at least {MIN_SECRET_BYTES} bytes")
+        named = [
+            ("SCOREBOARD_JWT_SECRET", self.jwt_secret),
+            ("SCOREBOARD_ACTION_SECRET", self.action_secret),
+            *(("SCOREBOARD_ACTION_PREVIOUS_SECRETS", p) for p in self.action_previous_secrets),
+        ]
+        for name, secret in named:
+            if secret and looks_like_a_placeholder(secret.get_secret_value()):
+                problems.append(
+                    f"{name} looks like an example value, not a random secret "
+                    "(generate real ones with `scoreboard secrets`)"
+                )
         if self.jwks_url and not self.jwks_url.startswith("https://"):
             problems.append("SCOREBOARD_JWKS_URL must use https://")
         if problems:

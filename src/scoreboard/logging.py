@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
@@ -31,3 +32,27 @@ def configure_logging(settings: Settings) -> None:
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+
+
+SECRET_QUERY = re.compile(r"([?&](?:ticket|token|access_token)=)[^&\s\"]*")
+
+
+class RedactSecrets(logging.Filter):
+    """Blanks credentials in a URL's query (``?ticket=…``) from records of the stdlib loggers
+    uvicorn writes to: it logs every WebSocket's path with its query when it accepts or
+    refuses it, before the ticket is redeemed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "=" in message:
+            redacted = SECRET_QUERY.sub(r"\1[redacted]", message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def redact_server_logs() -> None:
+    for name in ("uvicorn.error", "uvicorn.access", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())

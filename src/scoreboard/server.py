@@ -11,6 +11,7 @@ from litestar import Litestar
 
 from scoreboard.config import Settings
 from scoreboard.live.protocol import MAX_CLIENT_MESSAGE, CloseCode
+from scoreboard.logging import redact_server_logs
 from scoreboard.protocols import (
     BoundedHttpProtocol,
     BoundedWebSocketProtocol,
@@ -58,7 +59,7 @@ def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
         max_connections=connection_cap(settings),
         max_write_buffer=settings.ws_max_write_buffer,
     )
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -81,6 +82,8 @@ def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
+    redact_server_logs()  # after uvicorn configured its loggers
+    return config
 
 
 def make_server(app: Litestar, settings: Settings) -> uvicorn.Server:

@@ -44,8 +44,8 @@ from tests.server import ServerProcess
 
 PROBLEM_JSON = "application/problem+json"
 PEER_HEADER = "x-test-peer"
-OTHER_SECRET = "other-action-secret-that-is-long-enough-9876543210"
-WRONG_JWT_SECRET = "wrong-jwt-secret-that-is-long-enough-9876543210"
+OTHER_SECRET = "other-action-key-that-is-long-enough-9876543210"
+WRONG_JWT_SECRET = "wrong-jwt-key-that-is-long-enough-9876543210"
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",

@@ -29,7 +29,7 @@ PROBLEM_JSON = "application/problem+json"
 ADMIN_ID = "boss"
 PEER_HEADER = "x-test-peer"
 PLAYER_IP = "203.0.113.7"
-OTHER_SECRET = "other-action-secret-that-is-long-enough-9876543210"
+OTHER_SECRET = "other-action-key-that-is-long-enough-9876543210"
 
 # Every admin route, with a body that would be valid for it.
 ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [

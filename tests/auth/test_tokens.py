@@ -139,9 +139,14 @@ async def test_the_display_name_comes_from_preferred_username_then_name_then_sub
     [
         pytest.param("leaderboard:read", {"leaderboard:read"}, id="one"),
         pytest.param(
-            "leaderboard:read  scores:write\tactions:issue",
+            "leaderboard:read  scores:write actions:issue",
             {"leaderboard:read", "scores:write", "actions:issue"},
-            id="whitespace-separated",
+            id="space-separated",
+        ),
+        pytest.param(
+            "leaderboard:read scores:write\tactions:issue",
+            {"leaderboard:read", "scores:write\tactions:issue"},
+            id="a-tab-separates-nothing",
         ),
         pytest.param("", set(), id="empty"),
         pytest.param(None, set(), id="absent"),
@@ -149,7 +154,7 @@ async def test_the_display_name_comes_from_preferred_username_then_name_then_sub
         pytest.param(7, set(), id="number"),
     ],
 )
-async def test_scopes_are_split_on_whitespace(
+async def test_scopes_are_split_on_spaces_only(
     tmp_path: Path, scope: Any, expected: set[str]
 ) -> None:
     token = jwt.encode(claims(scope=scope), JWT_SECRET, algorithm="HS256")

@@ -34,8 +34,8 @@ from tests.helpers import (
 PROBLEM_JSON = "application/problem+json"
 UPDATE = "/api/scores/update"
 ACTIONS = "/api/actions"
-OTHER_SECRET = "other-action-secret-that-is-long-enough-9876543210"
-WRONG_JWT_SECRET = "wrong-jwt-secret-that-is-long-enough-9876543210"
+OTHER_SECRET = "other-action-key-that-is-long-enough-9876543210"
+WRONG_JWT_SECRET = "wrong-jwt-key-that-is-long-enough-9876543210"
 
 
 # --------------------------------------------------------------------------- helpers

@@ -21,12 +21,17 @@ MAX_USERNAME = 255
 MAX_TOKEN_BYTES = 8192
 
 
+MAX_EXP = 2**40  # seconds since 1970: far beyond any real expiry, within a float's range
+
+
 def valid_user_id(value: object) -> bool:
+    """1 to 36 printable characters, no spaces and no ``/``: every id that can score must be
+    one the admin routes (``/api/admin/users/{user_id}/…``) can address."""
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_USER_ID
         and value.isprintable()
-        and not any(c.isspace() for c in value)
+        and not any(c.isspace() or c == "/" for c in value)
     )
 
 
@@ -148,8 +153,11 @@ class TokenVerifier:
                 leeway=self._leeway,
                 options=self._options,
             )
-        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+        except (jwt.PyJWTError, TypeError, ValueError, OverflowError) as exc:
             raise InvalidToken(_reason(exc)) from exc
+        if self._audience is None and "aud" in claims:
+            # Any audience, an empty list included: a token meant for someone else.
+            raise InvalidToken("the token is meant for another audience")
         return principal_from_claims(claims)
 
 
@@ -168,8 +176,12 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     names = (_printable(claims.get("preferred_username")), _printable(claims.get("name")))
     username = next((n for n in names if n), sub)
     raw_scope = claims.get("scope", "")
-    scopes = raw_scope.split() if isinstance(raw_scope, str) else []
+    # RFC 6749 3.3: scopes are separated by U+0020 only. str.split() would also split on
+    # tabs, line breaks, NBSP and more, so one odd scope string could grant `scores:admin`.
+    scopes = [s for s in raw_scope.split(" ") if s] if isinstance(raw_scope, str) else []
     exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 < exp < MAX_EXP:
+        raise InvalidToken("'exp' must be a number of seconds since 1970")
     return Principal(
         user_id=sub,
         username=username[:MAX_USERNAME],

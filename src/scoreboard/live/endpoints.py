@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,14 +78,29 @@ class Refusal(Exception):
 
 
 def _origin_allowed(socket: AnySocket, settings: Settings) -> bool:
-    """Non-browser clients send no Origin; browsers must come from an allowed origin or the
-    service's own (cross-site WebSocket hijacking)."""
+    """Non-browser clients send no Origin; browsers must come from an allowed origin
+    (cross-site WebSocket hijacking). The page's own origin counts only when the service is
+    reached by address or as localhost: with a DNS name, Origin and Host can both be the
+    attacker's name (DNS rebinding), so a public name must be in SCOREBOARD_ALLOWED_ORIGINS."""
     origin = socket.headers.get("origin")
     if origin is None:
         return True
     if origin in settings.allowed_origins or "*" in settings.allowed_origins:
         return True
-    return urlsplit(origin).netloc == socket.headers.get("host")
+    netloc = urlsplit(origin).netloc
+    return netloc == socket.headers.get("host") and _not_a_dns_name(urlsplit(origin).hostname)
+
+
+def _not_a_dns_name(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _authenticate(socket: AnySocket) -> Principal | None:
