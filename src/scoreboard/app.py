@@ -35,7 +35,7 @@ from scoreboard.clock import Clock, system_clock
 from scoreboard.config import Settings
 from scoreboard.database import create_engine, prepare_schema
 from scoreboard.errors import exception_handlers
-from scoreboard.hardening import security_headers
+from scoreboard.hardening import RefuseNul, refused_preflight_as_problem, security_headers
 from scoreboard.health import healthz, readyz
 from scoreboard.keys import load_keys
 from scoreboard.leaderboard.archive import PeriodPruner
@@ -234,11 +234,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             )
         },
         middleware=[
+            RefuseNul(),
             PerAddressLimit(),
             DefineMiddleware(BearerAuthMiddleware, exclude=["^/schema", "^/static"]),
         ],
         cors_config=cors,
-        before_send=[security_headers(hsts=settings.env == "production")],
+        before_send=[
+            security_headers(hsts=settings.env == "production"),
+            refused_preflight_as_problem,
+        ],
         exception_handlers=exception_handlers,
         openapi_config=_openapi() if settings.openapi else None,
         request_max_body_size=settings.max_body_size,

@@ -253,7 +253,30 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     )
 
 
+UNSTORABLE_TEXT = ("CharacterNotInRepertoireError", "UntranslatableCharacterError")
+
+
+def _unstorable_text(exc: BaseException) -> bool:
+    """PostgreSQL refused a string it cannot store (a NUL character): the client's input."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in UNSTORABLE_TEXT:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if _unstorable_text(exc):  # nothing was written: the transaction rolled back
+        return problem_response(
+            request,
+            status=400,
+            code="validation_error",
+            title="The request is not valid",
+            detail="text fields may not contain NUL characters",
+        )
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return problem_response(
         request,

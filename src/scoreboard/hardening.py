@@ -1,12 +1,20 @@
-"""Headers every response carries, errors and 404s included: set in a before_send hook, which
-Litestar runs for every message the app sends, matched route or not."""
+"""What every response and request goes through, matched route or not: the headers every
+response carries (a before_send hook, which Litestar runs for every message the app sends),
+a problem document for a refused CORS preflight, and the refusal of NUL characters in a
+path or query (which no route means, and which PostgreSQL cannot store)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from litestar.datastructures import MutableScopeHeaders
-from litestar.types import Message, Scope
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from scoreboard.errors import PROBLEM_JSON, ValidationFailed
 
 BASE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -28,3 +36,51 @@ def security_headers(*, hsts: bool) -> Callable[[Message, Scope], Awaitable[None
                     sent[name] = value
 
     return add
+
+
+REFUSED_PREFLIGHT = "_scoreboard_refused_preflight"
+
+
+def _preflight_problem(path: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "urn:scoreboard:problem:cors_refused",
+            "title": "Cross-origin request refused",
+            "status": 400,
+            "detail": "the preflight was refused: this origin, method or header is not allowed",
+            "code": "cors_refused",
+            "instance": path,
+        }
+    ).encode()
+
+
+async def refused_preflight_as_problem(message: Message, scope: Scope) -> None:
+    """Litestar's CORS middleware refuses a preflight with a text/plain 400; every other
+    refusal is a problem document, so this one is too (nothing is granted either way)."""
+    state: Any = scope
+    if message["type"] == "http.response.start":
+        if message["status"] != 400 or scope.get("method") != "OPTIONS":
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        if not headers.get("content-type", "").startswith("text/plain"):
+            return
+        body = _preflight_problem(scope.get("path", ""))
+        state[REFUSED_PREFLIGHT] = body
+        headers["content-type"] = PROBLEM_JSON
+        headers["content-length"] = str(len(body))
+    elif message["type"] == "http.response.body" and REFUSED_PREFLIGHT in state:
+        message["body"] = state.pop(REFUSED_PREFLIGHT)
+        message["more_body"] = False
+
+
+class RefuseNul(ASGIMiddleware):
+    """400 for a NUL character in the path or the query: no route or parameter means one,
+    and a database would refuse to store it (PostgreSQL answers an error, which was a 500)."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        query = scope.get("query_string", b"").lower()
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+            raise ValidationFailed("the path and the query may not contain NUL characters")
+        await next_app(scope, receive, send)

@@ -1515,12 +1515,8 @@ async def test_a_cors_preflight_from_an_evil_origin_gets_no_grant(app_with: AppF
         assert good.headers["access-control-allow-origin"] == "https://game.example"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: Litestar's CORS middleware answers a refused preflight with a text/plain "
-    "400 'Disallowed CORS Origin', not a problem document (nothing is granted). Fix: map it.",
-)
 async def test_a_refused_cors_preflight_is_a_problem_document(app_with: AppFactory) -> None:
+    """Was an open finding (a text/plain 400 from Litestar's CORS middleware)."""
     async with app_with(allowed_origins=["https://game.example"]) as api:
         response = await api.client.options(
             UPDATE,
@@ -1528,7 +1524,13 @@ async def test_a_refused_cors_preflight_is_a_problem_document(app_with: AppFacto
         )
         assert response.status_code == 400
         assert response.headers["content-type"] == PROBLEM_JSON
-        assert "code" in response.json()
+        assert response.json()["code"] == "cors_refused"
+        assert "access-control-allow-origin" not in response.headers
+        allowed = await api.client.options(
+            UPDATE,
+            headers={"Origin": "https://game.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert allowed.status_code == 204
 
 
 async def test_refusals_from_the_auth_and_rate_limit_layers_carry_the_security_headers(

@@ -15,7 +15,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from pydantic import SecretStr
 
 from scoreboard.app import create_app
 from scoreboard.config import InsecureSettingsError, Settings, looks_like_a_placeholder
-from tests.helpers import JWT_SECRET, make_settings, make_token
+from tests.helpers import JWT_SECRET, Api, make_settings, make_token
+from tests.postgres import temporary_database
 from tests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,3 +225,48 @@ async def test_websocket_tickets_never_reach_the_log(start_server: StartServer) 
     log = server.log_path.read_text()
     assert "WebSocket /ws/leaderboard?ticket=[redacted]" in log  # the line is still there
     assert not [ticket for ticket in tickets if ticket in log]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/%00",
+        "/static/page.js%00.png",
+        "/api/admin/users/ann%00/history",
+        "/api/leaderboard?limit=1%00",
+        "/api/boards/global/leaderboard?users=ann%00",
+    ],
+)
+async def test_a_nul_in_the_path_or_query_is_a_400_problem_never_a_500(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    path: str,
+) -> None:
+    admin = make_token("root", scopes=("scores:admin", "leaderboard:read"))
+    response = await client.get(path, headers=_bearer(admin))
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "validation_error"
+    assert "Traceback" not in response.text
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with temporary_database() as url:
+        yield url
+
+
+async def test_a_nul_in_a_body_text_on_postgres_is_a_400_and_changes_nothing(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL cannot store NUL; the admin reason went to its audit row and answered 500."""
+    settings = make_settings(pg_url, tmp_path)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        api = Api(client)
+        await api.score("ann")
+        admin = _bearer(make_token("root", scopes=("scores:admin", "leaderboard:read")))
+        response = await client.post(
+            "/api/admin/users/ann/adjust", json={"points": 5, "reason": "a\u0000b"}, headers=admin
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "validation_error"
+        history = await client.get("/api/admin/users/ann/history", headers=admin)
+        assert history.json()["score"] == 10  # the adjustment did not happen

@@ -7,7 +7,13 @@ import msgspec
 
 Reason = Annotated[
     str,
-    msgspec.Meta(min_length=3, max_length=500, pattern=r"\S.*\S", description="Why (audited)"),
+    # At least two visible characters; no NUL, which no database column can store.
+    msgspec.Meta(
+        min_length=3,
+        max_length=500,
+        pattern=r"^[^\x00]*[^\x00\s][^\x00]*[^\x00\s][^\x00]*$",
+        description="Why (audited)",
+    ),
 ]
 
 
@@ -34,7 +40,7 @@ class BoardDefinitionRequest(msgspec.Struct, rename="camel", forbid_unknown_fiel
     board exists; ``title``, ``keepPeriods`` and ``actions`` may change."""
 
     reason: Reason
-    title: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    title: Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00]*$")] = ""
     operator: Literal["sum", "best", "latest"] = "sum"
     order: Literal["desc", "asc"] = "desc"
     reset: Annotated[
