@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -11,11 +12,12 @@ import socket
 
 import httpx
 import pytest
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.helpers import Api, bearer, make_token
 from tests.live.conftest import StartServer
-from tests.live.wsclient import closed_with, next_event, open_ws
+from tests.live.wsclient import closed_with, next_event, open_ws, ws_url
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -303,3 +305,47 @@ async def test_connection_attempts_per_address_are_rate_limited(start_server: St
     assert code == 4429
     assert reason is not None
     assert reason.startswith("too many connection attempts")
+
+
+async def _refusal(ws: ClientConnection) -> tuple[str | None, int | None]:
+    """The error event's code sent before the close (None if none came), and the close code."""
+    code: str | None = None
+    try:
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if event["type"] == "error":
+                code = event["code"]
+    except ConnectionClosed:
+        return code, ws.close_code
+
+
+async def test_every_refusal_after_the_upgrade_sends_an_error_event_before_the_close(
+    start_server: StartServer,
+) -> None:
+    """The spec's error event: a client tells "get a new ticket" from "back off" from "no such
+    board" by its code, not by parsing close reasons."""
+    server = start_server(
+        SCOREBOARD_ALLOWED_ORIGINS='["https://game.example"]', SCOREBOARD_WS_MESSAGE_BURST="2"
+    )
+    cases = {
+        "unauthorized": (await open_ws(server, "not-a-token"), 4401),
+        "forbidden": (await open_ws(server, make_token("o"), origin="https://evil.example"), 4403),
+        "unknown_board": (
+            await connect(
+                ws_url(server) + "?board=nope",
+                additional_headers={"Authorization": f"Bearer {make_token('p')}"},
+            ),
+            4404,
+        ),
+    }
+    for expected, (ws, close_code) in cases.items():
+        assert await _refusal(ws) == (expected, close_code), expected
+    flooder = await open_ws(server, make_token("q"))
+    await next_event(flooder, "connection_success")
+    for _ in range(20):
+        with contextlib.suppress(ConnectionClosed):
+            await flooder.send(json.dumps({"type": "ping"}))
+    assert await _refusal(flooder) == ("rate_limited", 1008)
+    expiring = await open_ws(server, make_token("r", ttl=2))
+    await next_event(expiring, "connection_success")
+    assert await _refusal(expiring) == ("token_expired", 1008)

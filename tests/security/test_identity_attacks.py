@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import re
 import struct
@@ -270,3 +271,23 @@ async def test_a_nul_in_a_body_text_on_postgres_is_a_400_and_changes_nothing(
         assert response.json()["code"] == "validation_error"
         history = await client.get("/api/admin/users/ann/history", headers=admin)
         assert history.json()["score"] == 10  # the adjustment did not happen
+
+
+async def test_flag_evidence_is_bounded_whatever_the_request_carried(tmp_path: Path) -> None:
+    """Evidence comes partly from the request: a 60 KB path was stored whole in every flag."""
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+        tmp_path,
+        abuse_rules={"auth_failures": {"limit": 0, "policy": "flag"}},
+    )
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        huge = "b" * 60_000
+        refused = await client.get(f"/api/boards/{huge}/leaderboard", headers=_bearer("junk"))
+        assert refused.status_code == 401
+        admin = _bearer(make_token("root", scopes=("scores:admin",)))
+        flags = (await client.get("/api/admin/flags", headers=admin)).json()["flags"]
+    assert [flag["rule"] for flag in flags] == ["auth_failures"]
+    evidence = flags[0]["evidence"]
+    assert len(json.dumps(evidence)) < 3000
+    assert evidence["path"].startswith("/api/boards/bbb")
+    assert len(evidence["path"]) <= 201

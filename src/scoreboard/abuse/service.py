@@ -29,6 +29,23 @@ class VelocityExceeded(ScoreboardError):
     status, code, title = 429, "velocity_exceeded", "Scoring faster than the rules allow"
 
 
+MAX_EVIDENCE_KEYS = 12
+MAX_EVIDENCE_TEXT = 200  # characters of any one value
+
+
+def bounded(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Evidence as stored and logged: at most MAX_EVIDENCE_KEYS entries, each value a number,
+    a boolean, None or at most MAX_EVIDENCE_TEXT characters of text. It comes in part from
+    the request (a path can be 64 KB), and every flag is a row."""
+    kept: dict[str, Any] = {}
+    for key, value in list(evidence.items())[:MAX_EVIDENCE_KEYS]:
+        if not (value is None or isinstance(value, bool | int | float)):
+            text = str(value)
+            value = text if len(text) <= MAX_EVIDENCE_TEXT else text[:MAX_EVIDENCE_TEXT] + "…"
+        kept[str(key)[:MAX_EVIDENCE_TEXT]] = value
+    return kept
+
+
 def _evidence(rule: Rule, points: int | None = None) -> dict[str, Any]:
     extra = {} if points is None else {"points": points}
     return {**extra, "limit": rule.limit, "windowSeconds": rule.window}
@@ -114,6 +131,7 @@ class AbuseService:
     async def _trip(
         self, rule: Rule, user_id: str | None, client_ip: str | None, evidence: dict[str, Any]
     ) -> None:
+        evidence = bounded(evidence)
         # One flag per rule and user (or address) per window, however often it trips.
         once = Rate(f"flagged:{rule.name}", limits.RateLimitItemPerSecond(1, int(rule.window)))
         if await self._limiter.hit(once, user_id or f"ip:{client_ip}"):

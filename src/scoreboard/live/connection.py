@@ -89,11 +89,16 @@ class LiveConnection:
                     await self.close(CloseCode.TRY_AGAIN, "too slow to keep up; reconnect")
                     return
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, event: str | None = None) -> None:
+        """Close with ``code``; ``event`` (an encoded ``error`` event) goes first, for a peer
+        that still reads (not for one closed for being too slow: it would not get it)."""
         if self._closed:
             return
         self._closed = True
         self._wake.set()
+        with contextlib.suppress(Exception):
+            if event is not None:
+                await asyncio.wait_for(self.socket.send_text(event), 2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=code, reason=reason), 2)
 

@@ -167,14 +167,19 @@ async def _receive(
         event: dict[str, Any] = dict(message)
         data: str | bytes = event.get("text") or event.get("bytes") or b""
         if len(data) > MAX_CLIENT_MESSAGE:
+            limit = f"messages are limited to {MAX_CLIENT_MESSAGE} bytes"
             await connection.close(
-                CloseCode.TOO_BIG, f"messages are limited to {MAX_CLIENT_MESSAGE} bytes"
+                CloseCode.TOO_BIG, limit, encode(ErrorEvent("message_too_big", limit))
             )
             return
         if not bucket.take():
             refused += 1
             if refused > settings.ws_message_burst:
-                await connection.close(CloseCode.POLICY, "too many messages")
+                await connection.close(
+                    CloseCode.POLICY,
+                    "too many messages",
+                    encode(ErrorEvent("rate_limited", "too many messages: closed")),
+                )
                 return
             connection.offer_control(encode(ErrorEvent("rate_limited", "slow down")))
             continue
@@ -230,7 +235,30 @@ async def _expire(connection: LiveConnection) -> None:
         await asyncio.Event().wait()
         return
     await asyncio.sleep(max(0.0, left))
-    await connection.close(CloseCode.POLICY, "token expired")
+    await connection.close(
+        CloseCode.POLICY,
+        "token expired",
+        encode(ErrorEvent("token_expired", "the token expired: reconnect with a new one")),
+    )
+
+
+# The spec's `error` event, sent before the close frame, so a client can tell "get a new
+# ticket" (unauthorized) from "back off" (too_many_*) from "go elsewhere" without parsing
+# close reasons.
+_REFUSAL_CODES = {
+    CloseCode.UNAUTHORIZED: "unauthorized",
+    CloseCode.FORBIDDEN: "forbidden",
+    CloseCode.TOO_MANY: "too_many_connections",
+    CloseCode.TRY_AGAIN: "try_again",
+    CloseCode.NOT_FOUND: "unknown_board",
+    CloseCode.POLICY: "policy",
+}
+
+
+async def _refuse(socket: AnySocket, close_code: int, code: str, message: str) -> None:
+    with contextlib.suppress(Exception):  # the peer may be gone already
+        await socket.send_text(encode(ErrorEvent(code, message)))
+    await socket.close(code=close_code, reason=message[:120])
 
 
 @websocket("/ws/leaderboard", exclude_from_auth=True)
@@ -241,7 +269,7 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
         principal = await _authenticate(socket)
         boards = _requested_boards(socket)
     except Refusal as refusal:
-        await socket.close(code=refusal.code, reason=refusal.reason)
+        await _refuse(socket, refusal.code, _REFUSAL_CODES[refusal.code], refusal.reason)
         return
     connection = LiveConnection(
         socket=socket,
@@ -253,13 +281,13 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
     try:
         hub.register(connection)
     except TooManyConnectionsError as exc:
-        await socket.close(code=CloseCode.TOO_MANY, reason=str(exc))
+        await _refuse(socket, CloseCode.TOO_MANY, "too_many_connections", str(exc))
         return
     try:
         try:
             feeds = await hub.subscribe(connection, boards)
         except SubscriptionError as refusal:
-            await socket.close(code=CloseCode.NOT_FOUND, reason=str(refusal))
+            await _refuse(socket, CloseCode.NOT_FOUND, refusal.code, str(refusal))
             return
         await socket.send_text(hub.welcome(connection, feeds[0]))
         for feed in feeds[1:]:
