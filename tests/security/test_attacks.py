@@ -1558,10 +1558,13 @@ async def test_refusals_from_the_auth_and_rate_limit_layers_carry_the_security_h
 
 
 async def _outcome(ws: ClientConnection) -> tuple[str, int | None]:
-    """What the server did with this connection: its first event, or its close code."""
+    """What the server did with this connection: its first event, or its close code (a
+    refusal's error event, which precedes the close, is skipped)."""
     try:
-        event = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        return str(event["type"]), None
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if event["type"] != "error":
+                return str(event["type"]), None
     except ConnectionClosed:
         return "closed", ws.close_code
 

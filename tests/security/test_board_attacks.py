@@ -349,7 +349,7 @@ async def test_a_player_cannot_choose_the_latest_value_by_completing_tickets_out
         pytest.param("gl%D0%BEbal", 404, "board_not_found", id="cyrillic-o"),
         pytest.param("glob%C3%A1l", 404, "board_not_found", id="accent"),
         pytest.param("%F0%9F%92%A9", 404, "board_not_found", id="emoji"),
-        pytest.param("global%00", 404, "board_not_found", id="nul"),
+        pytest.param("global%00", 400, "validation_error", id="nul"),  # RefuseNul
         pytest.param("global%0A", 404, "board_not_found", id="newline"),
         pytest.param("global'%20OR%20'1'='1", 404, "board_not_found", id="sql"),
         pytest.param("b" * 65, 400, "validation_error", id="65-chars"),
@@ -378,7 +378,7 @@ async def test_odd_board_ids_in_read_paths_are_refused_without_a_500(
         pytest.param("../../etc/passwd", 404, "period_not_found", id="traversal"),
         pytest.param("' OR '1'='1", 404, "period_not_found", id="sql-or"),
         pytest.param("all'; DROP TABLE user_scores; --", 404, "period_not_found", id="sql-drop"),
-        pytest.param("\x00", 404, "period_not_found", id="nul"),
+        pytest.param("\x00", 400, "validation_error", id="nul"),  # RefuseNul
         pytest.param("CURRENT", 404, "period_not_found", id="uppercase"),
         pytest.param("current\n", 404, "period_not_found", id="newline"),
         pytest.param("2020-01-01", 404, "period_not_found", id="pruned-or-never"),

@@ -175,13 +175,18 @@ async def _ws_close_code(server: ServerProcess, host: str, origin: str) -> int |
         async with asyncio.timeout(10):
             response = await reader.readuntil(b"\r\n\r\n")
             assert response.startswith(b"HTTP/1.1 101"), response
-            first, length = await reader.readexactly(2)
-            payload = await reader.readexactly(length & 0x7F)
+            while True:
+                first, length = await reader.readexactly(2)
+                length &= 0x7F
+                if length == 126:
+                    length = struct.unpack("!H", await reader.readexactly(2))[0]
+                payload = await reader.readexactly(length)
+                if first & 0x0F == 0x8:  # a close frame
+                    return int(struct.unpack("!H", payload[:2])[0])
+                if json.loads(payload)["type"] != "error":  # the refusal's reason comes first
+                    return None
     finally:
         writer.close()
-    if first & 0x0F == 0x8:  # a close frame
-        return int(struct.unpack("!H", payload[:2])[0])
-    return None
 
 
 StartServer = Callable[..., ServerProcess]
@@ -291,3 +296,26 @@ async def test_flag_evidence_is_bounded_whatever_the_request_carried(tmp_path: P
     assert len(json.dumps(evidence)) < 3000
     assert evidence["path"].startswith("/api/boards/bbb")
     assert len(evidence["path"]) <= 201
+
+
+@pytest.mark.parametrize("points", ["5", 1.0, 1e3, True, "1e3"], ids=repr)
+async def test_admin_numbers_must_be_json_integers(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    points: Any,
+) -> None:
+    """Litestar converts leniently: "5", 1.0 and 1e3 all passed as points."""
+    api = Api(client)
+    await api.score("ann")
+    admin = _bearer(make_token("root", scopes=("scores:admin", "leaderboard:read")))
+    response = await client.post(
+        "/api/admin/users/ann/adjust", json={"points": points, "reason": "typo fix"}, headers=admin
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "validation_error"
+    history = await client.get("/api/admin/users/ann/history", headers=admin)
+    assert history.json()["score"] == 10
+    exact = await client.post(
+        "/api/admin/users/ann/adjust", json={"points": 5, "reason": "typo fix"}, headers=admin
+    )
+    assert exact.status_code == 200
+    assert exact.json()["newScore"] == 15

@@ -9,6 +9,7 @@ from scoreboard.actions.service import ActionService
 from scoreboard.auth.guards import ApiRequest, current_principal
 from scoreboard.errors import problem_responses
 from scoreboard.ratelimit import per_user
+from scoreboard.requests import strictly
 
 
 @post(
@@ -32,6 +33,8 @@ async def issue_action(
     data: JSONBody[IssueActionRequest | None] = None,
 ) -> ActionTicketResponse:
     principal = current_principal(request)
+    if data is not None and data.value is not None:
+        data = await strictly(request, IssueActionRequest)  # value must be a JSON integer
     request_body = data or IssueActionRequest()
     token, ticket, feeds = action_service.issue(
         principal, request_body.type, request_body.user_id, request_body.value

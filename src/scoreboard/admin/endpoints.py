@@ -32,6 +32,7 @@ from scoreboard.boards.endpoints import board_view
 from scoreboard.boards.schemas import BoardView
 from scoreboard.boards.service import BoardRegistry
 from scoreboard.errors import problem_responses
+from scoreboard.requests import strictly
 from scoreboard.scores.service import Standing
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
@@ -137,6 +138,7 @@ class AdminController(Controller):
         user_id: UserId,
         data: JSONBody[AdjustRequest],
     ) -> ScoreChanged:
+        data = await strictly(request, AdjustRequest)  # points must be a JSON integer
         principal = current_principal(request)
         standing = await admin.adjust(principal, user_id, data.points, data.reason, data.board)
         return _changed(user_id, standing)
@@ -216,6 +218,7 @@ class AdminController(Controller):
         board: BoardId,
         data: JSONBody[BoardDefinitionRequest],
     ) -> Response[BoardView]:
+        data = await strictly(request, BoardDefinitionRequest)  # keepPeriods: a JSON integer
         rules = {
             "id": board,
             "title": data.title,
