@@ -390,3 +390,31 @@ def test_the_page_switches_boards_live(browser: Browser, tmp_path: Path) -> None
     finally:
         page.close()
         server.stop()
+
+
+def test_a_255_character_name_never_pushes_the_score_off_screen(
+    browser: Browser, tmp_path: Path
+) -> None:
+    env = settings_env(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite", tmp_path)
+    server = ServerProcess(env, tmp_path / "server.log").start()
+    page = browser.new_page(viewport={"width": 380, "height": 700})
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            api = SyncApi(client)
+            api.tokens["long"] = make_token("long", username="W" * 255)
+            api.score("long", "instant")
+            api.score("short", "instant")
+        page.goto(f"{server.url}/#token={make_token('viewer', username='viewer')}")
+        page.locator("td.name", has_text="WWW").wait_for(timeout=15_000)
+        width = page.viewport_size["width"] if page.viewport_size else 380
+        for row in page.locator("tbody tr").all():
+            score = row.locator("td.score").bounding_box()
+            assert score is not None
+            assert score["x"] + score["width"] <= width, score  # on screen, every row
+            assert row.locator("td.score").inner_text() == "10"
+        name = page.locator("td.name", has_text="WWW")
+        assert name.evaluate("cell => cell.scrollWidth > cell.clientWidth")  # cut, not wrapped
+        assert name.evaluate("cell => getComputedStyle(cell).textOverflow") == "ellipsis"
+    finally:
+        page.close()
+        server.stop()
