@@ -160,7 +160,7 @@ async def test_a_ping_flood_that_never_reads_costs_no_memory(
     answering pings once it sent its close (and is dropped after the close timeout)."""
     server = start_server()
     before = rss(server)
-    _, writer = await _open(server)
+    reader, writer = await _open(server)
     key = base64.b64encode(os.urandom(16)).decode()
     auth = f"Authorization: Bearer {make_token('flooder')}" if authenticated else "X-No: token"
     head = (
@@ -173,6 +173,12 @@ async def test_a_ping_flood_that_never_reads_costs_no_memory(
         auth,
     )
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    # As an attacker would: wait for the upgrade (and, when it is accepted, the first
+    # frame), then flood. Pings sent before the handshake completes are not answered yet.
+    async with asyncio.timeout(10):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        await reader.read(1)  # connection_success, or the refusal's first byte
     ping = _frame(0x9, b"p" * 125) * 512  # 64 KiB of pings a write
     sent, aborted = 0, False
     try:
