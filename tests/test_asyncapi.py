@@ -15,7 +15,8 @@ from litestar.testing import AsyncTestClient
 
 from scoreboard.leaderboard.schemas import LeaderboardEntry
 from scoreboard.live import protocol
-from tests.node_tools import node_modules  # noqa: F401  (the fixture)
+
+pytest_plugins = ["tests.node_tools"]
 
 
 async def _document(client: AsyncTestClient) -> dict[str, Any]:  # type: ignore[type-arg]
@@ -26,7 +27,7 @@ async def _document(client: AsyncTestClient) -> dict[str, Any]:  # type: ignore[
     return document
 
 
-def _official_validator(node_modules: Path) -> jsonschema.protocols.Validator:  # noqa: F811
+def _official_validator(node_modules: Path) -> jsonschema.protocols.Validator:
     schema = json.loads(
         (node_modules / "@asyncapi/specs/schemas/3.0.0-without-$id.json").read_text()
     )
@@ -36,7 +37,7 @@ def _official_validator(node_modules: Path) -> jsonschema.protocols.Validator:  
 
 async def test_the_document_is_valid_asyncapi_3(
     client: AsyncTestClient,  # type: ignore[type-arg]
-    node_modules: Path,  # noqa: F811
+    node_modules: Path,
 ) -> None:
     document = await _document(client)
     validator = _official_validator(node_modules)

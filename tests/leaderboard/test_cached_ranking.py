@@ -163,6 +163,25 @@ def make_cache(
     return cache, scores
 
 
+async def settled(
+    database: Database,
+    redis_ranking: RedisRanking,
+    engine: AsyncEngine,
+    clock: Clock,
+    users: Sequence[UserScore],
+    audit_users: int,
+) -> CachedRanking:
+    """A cache of TODAY built from these committed users and checked clean once, the
+    commits long out of the change window (so later checks see only what a test changes)."""
+    await database.commit(TODAY, users)
+    cache, _ = make_cache(redis_ranking, engine, clock, {TODAY}, audit_users=audit_users)
+    clock.now += timedelta(minutes=5)
+    await cache.sync()
+    clock.now += timedelta(minutes=5)
+    assert await cache.sync() == {}
+    return cache
+
+
 async def cached_board(redis_ranking: RedisRanking, key: BoardPeriod) -> dict[str, UserScore]:
     """The cache read back through the check's own look (all users, one atomic script)."""
     ids: list[str] = []
@@ -315,13 +334,8 @@ async def test_damage_of_every_kind_is_found_by_the_next_check_and_repaired(
     symptom: str,
 ) -> None:
     users = [scored(f"u{i:04}", i, 2, LONG_AGO) for i in range(1, 1201)]
-    await database.commit(TODAY, users)
     # The rolling audit sees 1,000 users a check from each side: all of them in two checks.
-    cache, _ = make_cache(redis_ranking, engine, clock, {TODAY}, audit_users=1000)
-    clock.now += timedelta(minutes=5)  # the first commits are long out of the change window
-    await cache.sync()
-    clock.now += timedelta(minutes=5)
-    assert await cache.sync() == {}
+    cache = await settled(database, redis_ranking, engine, clock, users, audit_users=1000)
     await _damage(redis_client, redis_ranking, how, users[1150])  # an untouched user
     found = [await cache.sync(), await cache.sync()]
     reports = [report[TODAY] for report in found if TODAY in report]
@@ -411,12 +425,7 @@ async def test_keys_lost_then_remade_by_a_change_are_found_without_waiting_for_t
     each other): the missing completeness marker sends the next check through every user,
     though the rolling audit alone would take 120 checks."""
     users = [scored(f"u{i:04}", i, 2, LONG_AGO) for i in range(1, 1201)]
-    await database.commit(TODAY, users)
-    cache, _ = make_cache(redis_ranking, engine, clock, {TODAY}, audit_users=10)
-    clock.now += timedelta(minutes=5)  # the first commits are long out of the change window
-    await cache.sync()
-    clock.now += timedelta(minutes=5)
-    assert await cache.sync() == {}
+    cache = await settled(database, redis_ranking, engine, clock, users, audit_users=10)
     changed = scored("u0001", 10**6, 3, LONG_AGO)
     await database.commit(TODAY, [changed])
     await _damage(redis_client, redis_ranking, "keys_lost_then_written", changed)

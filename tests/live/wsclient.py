@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -56,3 +58,27 @@ async def closed_with(
 
     await asyncio.wait_for(drain(), wait_up_to)
     return ws.close_code, ws.close_reason
+
+
+async def raw_upgrade(
+    server: ServerProcess, *headers: str, host: str | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket upgrade sent by hand on a plain socket (to send what a client library
+    would not: any Host, frames never read...); returns once the server answered 101."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        "GET /ws/leaderboard HTTP/1.1",
+        f"Host: {host or f'127.0.0.1:{server.port}'}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    )
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    async with asyncio.timeout(10):
+        response = await reader.readuntil(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return reader, writer

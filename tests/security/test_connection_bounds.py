@@ -13,7 +13,6 @@ Each was open in an outside review (issue 12); see SECURITY.md "Connections"."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import struct
 import time
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from tests.helpers import make_token
+from tests.live.wsclient import raw_upgrade
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -160,24 +160,11 @@ async def test_a_ping_flood_that_never_reads_costs_no_memory(
     answering pings once it sent its close (and is dropped after the close timeout)."""
     server = start_server()
     before = rss(server)
-    reader, writer = await _open(server)
-    key = base64.b64encode(os.urandom(16)).decode()
     auth = f"Authorization: Bearer {make_token('flooder')}" if authenticated else "X-No: token"
-    head = (
-        "GET /ws/leaderboard HTTP/1.1",
-        f"Host: 127.0.0.1:{server.port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        auth,
-    )
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-    await writer.drain()
     # As an attacker would: wait for the upgrade (and, when it is accepted, the first
     # frame), then flood. Pings sent before the handshake completes are not answered yet.
+    reader, writer = await raw_upgrade(server, auth)
     async with asyncio.timeout(10):
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
         await reader.read(1)  # connection_success, or the refusal's first byte
     ping = _frame(0x9, b"p" * 125) * 512  # 64 KiB of pings a write
     sent, aborted = 0, False

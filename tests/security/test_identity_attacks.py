@@ -7,10 +7,8 @@ Each attack must be refused with the right status and change nothing. See SECURI
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import re
 import struct
 import subprocess
@@ -30,6 +28,7 @@ from pydantic import SecretStr
 from scoreboard.app import create_app
 from scoreboard.config import InsecureSettingsError, Settings, looks_like_a_placeholder
 from tests.helpers import JWT_SECRET, Api, make_settings, make_token
+from tests.live.wsclient import raw_upgrade
 from tests.postgres import temporary_database
 from tests.server import ServerProcess
 
@@ -158,23 +157,11 @@ def test_every_secret_the_repository_shows_is_refused_and_the_generator_is_not()
 async def _ws_close_code(server: ServerProcess, host: str, origin: str) -> int | None:
     """Upgrade with these Host and Origin headers; the close code the server sends, or None
     if it accepted and sent a first event."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    head = (
-        "GET /ws/leaderboard HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        f"Origin: {origin}",
-        f"Authorization: Bearer {make_token('victim')}",
+    reader, writer = await raw_upgrade(
+        server, f"Origin: {origin}", f"Authorization: Bearer {make_token('victim')}", host=host
     )
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
     try:
         async with asyncio.timeout(10):
-            response = await reader.readuntil(b"\r\n\r\n")
-            assert response.startswith(b"HTTP/1.1 101"), response
             while True:
                 first, length = await reader.readexactly(2)
                 length &= 0x7F

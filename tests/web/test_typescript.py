@@ -7,13 +7,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.node_tools import node_modules  # noqa: F401  (the fixture)
+pytest_plugins = ["tests.node_tools"]
+
 
 HERE = Path(__file__).parent / "typescript"
 STATIC = Path(__file__).resolve().parents[2] / "src/scoreboard/web/static"
 
 
-def _tsc(node_modules: Path, directory: Path) -> subprocess.CompletedProcess[str]:  # noqa: F811
+def _tsc(node_modules: Path, directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["node", str(node_modules / "typescript/bin/tsc"), "-p", str(directory)],
         capture_output=True,
@@ -23,7 +24,7 @@ def _tsc(node_modules: Path, directory: Path) -> subprocess.CompletedProcess[str
     )
 
 
-def test_the_declarations_type_check_the_readme_usage(node_modules: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_the_declarations_type_check_the_readme_usage(node_modules: Path, tmp_path: Path) -> None:
     for name in ("usage.ts", "tsconfig.json"):
         shutil.copy(HERE / name, tmp_path / name)
     shutil.copy(STATIC / "scoreboard-client.d.ts", tmp_path / "scoreboard-client.d.ts")
@@ -31,7 +32,7 @@ def test_the_declarations_type_check_the_readme_usage(node_modules: Path, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_wrong_use_is_a_type_error(node_modules: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_a_wrong_use_is_a_type_error(node_modules: Path, tmp_path: Path) -> None:
     shutil.copy(HERE / "tsconfig.json", tmp_path / "tsconfig.json")
     shutil.copy(STATIC / "scoreboard-client.d.ts", tmp_path / "scoreboard-client.d.ts")
     (tmp_path / "usage.ts").write_text(

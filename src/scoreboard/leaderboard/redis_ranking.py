@@ -306,6 +306,24 @@ class RedisRanking:
                 await held.reacquire()
 
     @asynccontextmanager
+    async def _lease(
+        self, name: str, key: BoardPeriod, held: dict[BoardPeriod, Lock], seconds: float
+    ) -> AsyncIterator[Lock | None]:
+        """A Redis lock with a lease, or None when another caller holds it; kept in ``held``
+        while held, so long work can renew it."""
+        lock = self._redis.lock(name, timeout=seconds, blocking=False)
+        if not await lock.acquire():
+            yield None
+            return
+        held[key] = lock
+        try:
+            yield lock
+        finally:
+            held.pop(key, None)
+            with contextlib.suppress(LockNotOwnedError):  # the lease ran out meanwhile
+                await lock.release()
+
+    @asynccontextmanager
     async def rebuild_lock(
         self, key: BoardPeriod, lease_seconds: float = 120.0
     ) -> AsyncIterator[bool]:
@@ -314,20 +332,16 @@ class RedisRanking:
         every applied change is journaled, so a change committed after the snapshot survives
         the swap."""
         keys = self.keys(key)
-        lock = self._redis.lock(keys.rebuild_lock, timeout=lease_seconds, blocking=False)
-        if not await lock.acquire():
-            yield False
-            return
-        await self._redis.delete(keys.rebuild_journal)  # left by a holder that died
-        self._held_locks[key] = lock
-        try:
-            yield True
-        finally:
-            self._held_locks.pop(key, None)
-            if await lock.owned():  # past its lease the journal may be the next holder's
-                await self._redis.delete(keys.rebuild_journal)
-            with contextlib.suppress(LockNotOwnedError):  # the lease ran out meanwhile
-                await lock.release()
+        async with self._lease(keys.rebuild_lock, key, self._held_locks, lease_seconds) as lock:
+            if lock is None:
+                yield False
+                return
+            await self._redis.delete(keys.rebuild_journal)  # left by a holder that died
+            try:
+                yield True
+            finally:
+                if await lock.owned():  # past its lease the journal may be the next holder's
+                    await self._redis.delete(keys.rebuild_journal)
 
     @asynccontextmanager
     async def check_lock(
@@ -335,17 +349,9 @@ class RedisRanking:
     ) -> AsyncIterator[bool]:
         """Yield whether this caller may check the board period now: one checker at a time
         across all instances. The lease is renewed with ``renew_check``."""
-        lock = self._redis.lock(self.keys(key).check_lock, timeout=lease_seconds, blocking=False)
-        if not await lock.acquire():
-            yield False
-            return
-        self._check_locks[key] = lock
-        try:
-            yield True
-        finally:
-            self._check_locks.pop(key, None)
-            with contextlib.suppress(LockNotOwnedError):
-                await lock.release()
+        name = self.keys(key).check_lock
+        async with self._lease(name, key, self._check_locks, lease_seconds) as lock:
+            yield lock is not None
 
     async def renew_check(self, key: BoardPeriod) -> None:
         lock = self._check_locks.get(key)
