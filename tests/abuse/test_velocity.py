@@ -341,6 +341,20 @@ async def test_points_per_minute_counts_points_not_actions(start: Start) -> None
     assert flag["evidence"] == {"points": 100, "limit": 250, "windowSeconds": 60}
 
 
+async def completed_once_the_actions_window_allows(api: Api, user_id: str) -> int:
+    """Complete a new action, retrying while actions_per_minute refuses; the new score."""
+    deadline = time.monotonic() + 8
+    while True:
+        answer = await api.complete(user_id, await api.issue(user_id))
+        if answer.status_code != 429 or time.monotonic() > deadline:
+            break
+        assert problem(answer, 429, "velocity_exceeded")["rule"] == "actions_per_minute"
+        await asyncio.sleep(0.25)
+    assert answer.status_code == 200, answer.text
+    score: int = answer.json()["newScore"]
+    return score
+
+
 async def test_points_per_minute_flags_under_flag(start: Start) -> None:
     api = await start(abuse_rules={"points_per_minute": {"limit": 250, "policy": "flag"}})
     whale, small = new_user(), new_user()

@@ -110,6 +110,10 @@ async def test_ranking_equals_brute_force_after_any_updates(
     assert await ranking.total(key) == len(expected)
     some = [*sorted(truth)[::2], "nobody"]
     assert await ranking.ranks_of(key, some) == [e for e in expected if e.user_id in some]
+    for score in {s + d for s in (e.score for e in expected) for d in (-1, 0, 1)}:
+        sign = -1 if order is Order.DESC else 1
+        better = sum(sign * u.score < sign * score for u in truth.values())
+        assert await ranking.rank_for(key, score) == 1 + better
     for entry in expected:
         assert await ranking.rank_of(key, entry.user_id) == entry
         around = await ranking.around(key, entry.user_id, 2)

@@ -191,6 +191,8 @@ async def test_redis_ranking_equals_memory_ranking_after_any_updates(
     assert await ranking.total(key) == len(expected)
     some = [*sorted(truth)[1::2], "nobody"]
     assert await ranking.ranks_of(key, some) == await memory.ranks_of(key, some)
+    for score in {s + d for s in (e.score for e in expected) for d in (-1, 0, 1)}:
+        assert await ranking.rank_for(key, score) == await memory.rank_for(key, score)
     for entry in expected:
         assert await ranking.rank_of(key, entry.user_id) == entry
         assert await ranking.around(key, entry.user_id, 2) == await memory.around(

@@ -68,6 +68,8 @@ async def test_sql_ranking_equals_memory_ranking(database_url: str, order: Order
             assert await sql.around(key, user.user_id, 2) == await memory.around(
                 key, user.user_id, 2
             )
+        for score in range(-5, 60, 5):  # scores held, between them and beyond them
+            assert await sql.rank_for(key, score) == await memory.rank_for(key, score)
         assert await sql.rank_of(key, "nobody") is None
         assert await sql.around(key, "nobody", 2) is None
     finally:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scoreboard.tables import abuse_flags, admin_audit, score_updates, suspensions
 
@@ -43,6 +43,32 @@ def _flag(row: Any) -> Flag:
         resolved_at=row.resolved_at,
         resolved_by=row.resolved_by,
         resolution=row.resolution,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminNote:
+    """Who changed something by hand, and why: the admin_audit row written in the same
+    transaction as the change, so there is never one without the other."""
+
+    admin_id: str
+    action: str
+    reason: str
+
+
+async def write_admin_audit(
+    conn: AsyncConnection, note: AdminNote, target: str | None, details: dict[str, Any]
+) -> None:
+    await conn.execute(
+        insert(admin_audit).values(
+            id=str(uuid.uuid4()),
+            admin_id=note.admin_id,
+            action=note.action,
+            target_user_id=target,
+            reason=note.reason,
+            details=json.dumps(details, default=str),
+            created_at=datetime.now(UTC),
+        )
     )
 
 
@@ -89,35 +115,50 @@ class AbuseRepository:
             rows = await conn.execute(query.limit(limit).offset(offset))
             return [_flag(row) for row in rows]
 
-    async def resolve_flag(self, flag_id: str, admin_id: str, resolution: str) -> Flag | None:
+    async def resolve_flag(self, flag_id: str, note: AdminNote) -> Flag | None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 update(abuse_flags)
                 .where(abuse_flags.c.id == flag_id, abuse_flags.c.resolved_at.is_(None))
-                .values(resolved_at=datetime.now(UTC), resolved_by=admin_id, resolution=resolution)
+                .values(
+                    resolved_at=datetime.now(UTC), resolved_by=note.admin_id, resolution=note.reason
+                )
             )
             row = (
                 await conn.execute(select(abuse_flags).where(abuse_flags.c.id == flag_id))
             ).first()
-            return _flag(row) if row else None
+            if row is None:
+                return None
+            flag = _flag(row)
+            details = {"flagId": flag_id, "rule": flag.rule}
+            await write_admin_audit(conn, note, flag.user_id, details)
+            return flag
 
-    async def suspend(self, user_id: str, reason: str, by: str) -> bool:
-        """True if the user was not suspended before."""
+    async def suspend(
+        self, user_id: str, reason: str, by: str, note: AdminNote | None = None
+    ) -> bool:
+        """True if the user was not suspended before. An admin's suspension is audited."""
         async with self._engine.begin() as conn:
             exists = await conn.scalar(select(func.count()).where(suspensions.c.user_id == user_id))
-            if exists:
-                return False
-            await conn.execute(
-                insert(suspensions).values(
-                    user_id=user_id, reason=reason, suspended_by=by, created_at=datetime.now(UTC)
+            if not exists:
+                await conn.execute(
+                    insert(suspensions).values(
+                        user_id=user_id,
+                        reason=reason,
+                        suspended_by=by,
+                        created_at=datetime.now(UTC),
+                    )
                 )
-            )
-            return True
+            if note is not None:
+                await write_admin_audit(conn, note, user_id, {"changed": not exists})
+            return not exists
 
-    async def unsuspend(self, user_id: str) -> bool:
+    async def unsuspend(self, user_id: str, note: AdminNote) -> bool:
         async with self._engine.begin() as conn:
             result = await conn.execute(delete(suspensions).where(suspensions.c.user_id == user_id))
-            return bool(result.rowcount)
+            changed = bool(result.rowcount)
+            await write_admin_audit(conn, note, user_id, {"changed": changed})
+            return changed
 
     async def suspended_users(self) -> set[str]:
         async with self._engine.connect() as conn:
@@ -134,18 +175,6 @@ class AbuseRepository:
         async with self._engine.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
-    async def audit(
-        self, admin_id: str, action: str, target: str | None, reason: str, details: dict[str, Any]
-    ) -> None:
+    async def audit(self, note: AdminNote, target: str | None, details: dict[str, Any]) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                insert(admin_audit).values(
-                    id=str(uuid.uuid4()),
-                    admin_id=admin_id,
-                    action=action,
-                    target_user_id=target,
-                    reason=reason,
-                    details=json.dumps(details, default=str),
-                    created_at=datetime.now(UTC),
-                )
-            )
+            await write_admin_audit(conn, note, target, details)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 import limits
 import structlog
 
-from scoreboard.abuse.repository import AbuseRepository
+from scoreboard.abuse.repository import AbuseRepository, AdminNote
 from scoreboard.abuse.rules import Policy, Rule
 from scoreboard.errors import ScoreboardError
 from scoreboard.ratelimit import Rate, RateLimiter
@@ -89,23 +89,48 @@ class AbuseService:
 
     async def check_completion(self, user_id: str, points: int, client_ip: str | None) -> None:
         """Before a score is written: refuse suspended users, and count the completion
-        against the velocity rules. Counting first is atomic in the limit storage, so
-        parallel completions cannot all slip under a blocking limit."""
+        against the velocity rules.
+
+        A completion a rule refuses counts against no rule: every blocking rule is tested
+        first, counting nothing, and only a completion they all let through is counted
+        (blocking rules first). Each count is atomic in the limit storage, so parallel
+        completions cannot all slip under a blocking limit; the one that loses such a race
+        is refused there, and only then can the rules counted before it keep its count."""
         if user_id in self._suspended:
             raise UserSuspended("this user is suspended from scoring; contact an admin")
-        for name, cost in self._velocity(points):
-            rule = self._rules[name]
-            if rule.policy is Policy.OFF:
+        active = [
+            (self._rules[name], cost)
+            for name, cost in self._velocity(points)
+            if self._rules[name].policy is not Policy.OFF
+        ]
+        blocking = [(rule, cost) for rule, cost in active if rule.policy is not Policy.FLAG]
+        for rule, cost in blocking:
+            if not await self._fits(rule, user_id, cost, count=False):
+                await self._refuse(rule, user_id, client_ip, points)
+        for rule, cost in sorted(active, key=lambda pair: pair[0].policy is Policy.FLAG):
+            if await self._fits(rule, user_id, cost, count=True):
                 continue
-            if rule.limit > 0 and await self._limiter.hit(_rate(rule), user_id, cost):
-                continue
-            await self._trip(rule, user_id, client_ip, _evidence(rule, points))
-            if rule.policy in (Policy.BLOCK, Policy.SUSPEND):
-                raise VelocityExceeded(
-                    f"{rule.description}: more than {rule.limit} in {rule.window:g} s",
-                    headers={"Retry-After": str(math.ceil(rule.window))},
-                    extra={"rule": rule.name},
-                )
+            if rule.policy is Policy.FLAG:
+                await self._trip(rule, user_id, client_ip, _evidence(rule, points))
+            else:
+                await self._refuse(rule, user_id, client_ip, points)
+
+    async def _fits(self, rule: Rule, user_id: str, cost: int, *, count: bool) -> bool:
+        if rule.limit <= 0:
+            return False
+        if count:
+            return await self._limiter.hit(_rate(rule), user_id, cost)
+        return await self._limiter.test(_rate(rule), user_id, cost)
+
+    async def _refuse(
+        self, rule: Rule, user_id: str, client_ip: str | None, points: int
+    ) -> NoReturn:
+        await self._trip(rule, user_id, client_ip, _evidence(rule, points))
+        raise VelocityExceeded(
+            f"{rule.description}: more than {rule.limit} in {rule.window:g} s",
+            headers={"Retry-After": str(math.ceil(rule.window))},
+            extra={"rule": rule.name},
+        )
 
     @staticmethod
     def _velocity(points: int) -> tuple[tuple[str, int], ...]:
@@ -154,12 +179,14 @@ class AbuseService:
                 user_id, f"rule {rule.name}: {rule.description}", f"rule:{rule.name}"
             )
 
-    async def suspend(self, user_id: str, reason: str, by: str) -> bool:
-        changed = await self._repository.suspend(user_id, reason, by)
+    async def suspend(
+        self, user_id: str, reason: str, by: str, note: AdminNote | None = None
+    ) -> bool:
+        changed = await self._repository.suspend(user_id, reason, by, note)
         self._suspended.add(user_id)
         return changed
 
-    async def unsuspend(self, user_id: str) -> bool:
-        changed = await self._repository.unsuspend(user_id)
+    async def unsuspend(self, user_id: str, note: AdminNote) -> bool:
+        changed = await self._repository.unsuspend(user_id, note)
         self._suspended.discard(user_id)
         return changed

@@ -1,6 +1,7 @@
 """Admin operations. Each one that changes something leaves an admin_audit row with the
-admin's id and reason; score changes also go through the normal, audited update path, and
-board changes are announced to every instance."""
+admin's id and reason, written in the same transaction as the change it records (board
+changes excepted: their row follows the change). Score changes go through the writer like
+every update, and board changes are announced to every instance."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scoreboard.abuse.repository import AbuseRepository, Flag, FlagStatus
+from scoreboard.abuse.repository import AbuseRepository, AdminNote, Flag, FlagStatus
 from scoreboard.abuse.service import AbuseService
 from scoreboard.auth.principal import Principal
 from scoreboard.boards.periods import Period
@@ -41,16 +42,11 @@ class AdminService:
         return await self._repository.flags(status, user_id, rule, limit, offset)
 
     async def resolve_flag(self, admin: Principal, flag_id: str, reason: str) -> Flag:
-        flag = await self._repository.resolve_flag(flag_id, admin.user_id, reason)
+        flag = await self._repository.resolve_flag(
+            flag_id, AdminNote(admin.user_id, "resolve_flag", reason)
+        )
         if flag is None:
             raise NotFound(f"no flag {flag_id}")
-        await self._repository.audit(
-            admin.user_id,
-            "resolve_flag",
-            flag.user_id,
-            reason,
-            {"flagId": flag_id, "rule": flag.rule},
-        )
         return flag
 
     async def history(
@@ -67,53 +63,19 @@ class AdminService:
     async def adjust(
         self, admin: Principal, user_id: str, points: int, reason: str, board: str
     ) -> Standing:
-        standing = await self._scores.adjust(user_id, points, "admin_adjust", board)
-        await self._repository.audit(
-            admin.user_id,
-            "adjust",
-            user_id,
-            reason,
-            {
-                "points": points,
-                "newScore": standing.score,
-                "board": board,
-                "period": standing.period,
-            },
-        )
-        return standing
+        note = AdminNote(admin.user_id, "adjust", reason)
+        return await self._scores.admin_change(user_id, board, note, points)
 
     async def reset(self, admin: Principal, user_id: str, reason: str, board: str) -> Standing:
-        current = await self._scores.standing(user_id, board)
-        if current is None:
-            raise NotFound(f"user {user_id} has no score on board '{board}'")
-        standing = await self._scores.adjust(user_id, -current.score, "admin_reset", board)
-        await self._repository.audit(
-            admin.user_id,
-            "reset",
-            user_id,
-            reason,
-            {
-                "previousScore": current.score,
-                "newScore": standing.score,
-                "board": board,
-                "period": standing.period,
-            },
-        )
-        return standing
+        note = AdminNote(admin.user_id, "reset", reason)
+        return await self._scores.admin_change(user_id, board, note)
 
     async def suspend(self, admin: Principal, user_id: str, reason: str) -> bool:
-        changed = await self._abuse.suspend(user_id, reason, admin.user_id)
-        await self._repository.audit(
-            admin.user_id, "suspend", user_id, reason, {"changed": changed}
-        )
-        return changed
+        note = AdminNote(admin.user_id, "suspend", reason)
+        return await self._abuse.suspend(user_id, reason, admin.user_id, note)
 
     async def unsuspend(self, admin: Principal, user_id: str, reason: str) -> bool:
-        changed = await self._abuse.unsuspend(user_id)
-        await self._repository.audit(
-            admin.user_id, "unsuspend", user_id, reason, {"changed": changed}
-        )
-        return changed
+        return await self._abuse.unsuspend(user_id, AdminNote(admin.user_id, "unsuspend", reason))
 
     # -- boards ----------------------------------------------------------------------------
 
@@ -158,6 +120,6 @@ class AdminService:
     async def _audit_board(
         self, admin: Principal, action: str, reason: str, details: dict[str, Any]
     ) -> None:
-        await self._repository.audit(admin.user_id, action, None, reason, details)
+        await self._repository.audit(AdminNote(admin.user_id, action, reason), None, details)
         # Every instance reloads the boards and its live feeds notice the change.
         await self._events.publish(BoardsChanged(self._boards.revision))

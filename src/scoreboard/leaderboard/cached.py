@@ -161,6 +161,11 @@ class CachedRanking:
     async def total(self, key: BoardPeriod) -> int:
         return await self._read(lambda: self._cache.total(key), lambda: self._database.total(key))
 
+    async def rank_for(self, key: BoardPeriod, score: int) -> int:
+        return await self._read(
+            lambda: self._cache.rank_for(key, score), lambda: self._database.rank_for(key, score)
+        )
+
     async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
         return await self._read(
             lambda: self._cache.rank_of(key, user_id),

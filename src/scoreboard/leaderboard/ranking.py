@@ -54,6 +54,10 @@ class Ranking(Protocol):
 
     async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]: ...
 
+    async def rank_for(self, key: BoardPeriod, score: int) -> int:
+        """``1 +`` the users with a score strictly better than ``score``."""
+        ...
+
     async def total(self, key: BoardPeriod) -> int: ...
 
     async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None: ...
@@ -125,7 +129,10 @@ class MemoryBoard:
         self.revision = clock_revision(self.revision)
 
     def rank_for(self, user: UserScore) -> int:
-        return 1 + int(self.listing.bisect_left((sort_key(user, self.order)[0],)))
+        return self.rank_for_score(user.score)
+
+    def rank_for_score(self, score: int) -> int:
+        return 1 + int(self.listing.bisect_left((-score if self.order is Order.DESC else score,)))
 
     def entry(self, user_id: str, rank: int) -> RankedEntry:
         user = self.users[user_id]
@@ -185,6 +192,10 @@ class MemoryRanking:
     async def total(self, key: BoardPeriod) -> int:
         board = self._existing(key)
         return len(board.users) if board else 0
+
+    async def rank_for(self, key: BoardPeriod, score: int) -> int:
+        board = self._existing(key)
+        return board.rank_for_score(score) if board else 1
 
     async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
         board = self._existing(key)

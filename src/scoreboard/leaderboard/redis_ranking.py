@@ -198,6 +198,14 @@ class RedisRanking:
     async def total(self, key: BoardPeriod) -> int:
         return int(await self._redis.zcard(self.keys(key).board))
 
+    async def rank_for(self, key: BoardPeriod, score: int) -> int:
+        board = self.keys(key).board
+        if key.order is Order.DESC:
+            better = await self._redis.zcount(board, f"({score}", "+inf")
+        else:
+            better = await self._redis.zcount(board, "-inf", f"({score}")
+        return 1 + int(better)
+
     async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
         entries = await self._listing(key, user_id, 0)
         return entries[0] if entries else None

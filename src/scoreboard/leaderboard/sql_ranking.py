@@ -61,7 +61,7 @@ class SqlRanking:
     async def apply(self, changes: Applied) -> list[RankedEntry | None]:
         return [await self.rank_of(key, user.user_id) for key, user in changes]
 
-    async def _rank(self, key: BoardPeriod, score: int) -> int:
+    async def rank_for(self, key: BoardPeriod, score: int) -> int:
         async with self._engine.connect() as conn:
             query = select(func.count()).where(_of(key), _better(key, score))
             return 1 + int(await conn.scalar(query) or 0)
@@ -73,7 +73,7 @@ class SqlRanking:
             ]
         if not rows:
             return []
-        return ranked(rows, start, await self._rank(key, rows[0][2]))
+        return ranked(rows, start, await self.rank_for(key, rows[0][2]))
 
     def _page(self, key: BoardPeriod, offset: int, limit: int) -> Select[Any]:
         return select(*COLUMNS).where(_of(key)).order_by(*_order(key)).offset(offset).limit(limit)
@@ -97,7 +97,7 @@ class SqlRanking:
         user = await self._user(key, user_id)
         if user is None:
             return None
-        rank = await self._rank(key, user.score)
+        rank = await self.rank_for(key, user.score)
         return RankedEntry(user.user_id, user.username, user.score, rank)
 
     async def ranks_of(self, key: BoardPeriod, user_ids: Sequence[str]) -> list[RankedEntry]:
@@ -109,7 +109,7 @@ class SqlRanking:
         async with self._engine.connect() as conn:
             rows = list(await conn.execute(query))
         return [
-            RankedEntry(row.user_id, row.username, row.score, await self._rank(key, row.score))
+            RankedEntry(row.user_id, row.username, row.score, await self.rank_for(key, row.score))
             for row in rows
         ]
 

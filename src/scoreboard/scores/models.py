@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from scoreboard.abuse.repository import AdminNote
 from scoreboard.records import BoardPeriod, UserScore
 
 
@@ -12,7 +13,9 @@ class ScoreChange:
 
     ``points`` count on ``sum`` boards, ``value`` is what ``best`` and ``latest`` boards rank.
     ``boards`` are the ids it feeds, the primary one first; each lands in the period current
-    when the batch commits."""
+    when the batch commits. An ``admin`` change (action ``adjust`` or ``reset``) feeds one
+    sum board and commits in a transaction of its own, with its admin_audit row; a reset
+    sets the score to 0 there, whatever it was at that instant."""
 
     user_id: str
     username: str
@@ -24,6 +27,7 @@ class ScoreChange:
     boards: tuple[str, ...]
     value: int | None = None
     issued_at: datetime | None = None  # the ticket's: latest boards keep the newest run
+    admin: AdminNote | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from scoreboard.abuse.repository import write_admin_audit
 from scoreboard.boards.periods import Period
 from scoreboard.boards.repository import BoardRepository
 from scoreboard.boards.rules import Operator
@@ -39,6 +40,7 @@ from scoreboard.database import is_unavailable, upsert_into
 from scoreboard.errors import (
     ActionAlreadyUsed,
     NoActiveBoard,
+    NotFound,
     ScoreboardError,
     ScoreWouldBeNegative,
     ServiceUnavailable,
@@ -195,7 +197,7 @@ class ScoreRepository:
                         self._queue.put_nowait(None)  # stop after this batch
                         break
                     batch.append(item)
-                outcomes = await self._commit_batch([change for change, _ in batch])
+                outcomes = await self._commit_in_turn([change for change, _ in batch])
                 _settle(batch, outcomes)
                 if any(isinstance(o, ServiceUnavailable) for o in outcomes):
                     self._fail_waiting()  # fail fast: do not make every queued batch time out
@@ -213,12 +215,29 @@ class ScoreRepository:
                 return
             _settle([item], [ServiceUnavailable("the score database is unavailable")])
 
+    async def _commit_in_turn(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
+        """Players' changes share one transaction; each admin change (rare) has its own,
+        after them."""
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        shared = [i for i, change in enumerate(changes) if change.admin is None]
+        if shared:
+            committed = await self._commit_batch([changes[i] for i in shared])
+            for i, outcome in zip(shared, committed, strict=True):
+                outcomes[i] = outcome
+        for i, change in enumerate(changes):
+            if change.admin is not None:
+                outcomes[i] = (await self._commit_batch([change]))[0]
+        return [outcome for outcome in outcomes if outcome is not None]
+
     async def _commit_batch(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
         try:
             async with self._engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_write=True)
                 async with conn.begin():
-                    outcomes, noted = await self._write(conn, changes)
+                    if len(changes) == 1 and changes[0].admin is not None:
+                        outcomes, noted = await self._write_admin(conn, changes[0])
+                    else:
+                        outcomes, noted = await self._write(conn, changes)
             # Only once committed: a rolled-back batch must note its periods again.
             if len(self._known_periods) > KNOWN_PERIODS_CAP:
                 self._known_periods.clear()
@@ -233,7 +252,7 @@ class ScoreRepository:
                 return [(await self._commit_batch([change]))[0] for change in changes]
             if isinstance(exc, ScoreboardError):
                 return [exc]
-            if isinstance(exc, IntegrityError):  # only a negative score can break a rule
+            if isinstance(exc, IntegrityError) and "score_positive" in str(exc.orig):
                 return [ScoreWouldBeNegative("a score cannot go below zero")]
             log.exception("score_write_failed", user=changes[0].user_id)
             return [ScoreboardError("the score could not be saved")]
@@ -326,6 +345,68 @@ class ScoreRepository:
         new_periods = periods - self._known_periods
         await BoardRepository.note_periods(conn, sorted(new_periods), now)
         return _outcomes(changes, accepted, first, targets, committed), new_periods
+
+    async def _write_admin(
+        self, conn: AsyncConnection, change: ScoreChange
+    ) -> tuple[list[Outcome], set[tuple[str, str]]]:
+        """An admin's adjust or reset of one sum board, its score_updates row and its
+        admin_audit row: all of it commits, or none. A reset locks the row and lowers it by
+        exactly what it holds, so concurrent updates can only come before or after it."""
+        assert change.admin is not None
+        await self._boards.sync(conn)
+        now = self._boards.clock()
+        targets = self._targets(change, now)
+        if not targets:
+            raise NoActiveBoard(f"board '{change.boards[0]}' is no longer active")
+        [(entry, period)] = targets
+        row_key = (entry.id, period.key, change.user_id)
+        delta, details = change.points, dict[str, Any](points=change.points)
+        if change.admin.action == "reset":
+            held = await conn.scalar(
+                select(user_scores.c.score)
+                .where(
+                    user_scores.c.board_id == entry.id,
+                    user_scores.c.period_key == period.key,
+                    user_scores.c.user_id == change.user_id,
+                )
+                .with_for_update()
+            )
+            if held is None:
+                raise NotFound(f"user {change.user_id} has no score on board '{entry.id}'")
+            delta, details = -held, dict[str, Any](previousScore=held)
+        row = {
+            "board_id": entry.id,
+            "period_key": period.key,
+            "user_id": change.user_id,
+            "username": change.username,
+            "score": delta,
+            "version": 1,
+            "last_updated": now,
+            "value_at": None,
+        }
+        user = (await self._upsert_rows(conn, [(SUM, {row_key: row})]))[row_key]
+        await conn.execute(
+            self._insert_audit,
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "user_id": change.user_id,
+                    "action_id": change.action_id,
+                    "action_type": change.action_type,
+                    "score_change": delta,
+                    "value": None,
+                    "boards": json.dumps({entry.id: period.key}, separators=(",", ":")),
+                    "timestamp": change.timestamp,
+                    "recorded_at": now,
+                    "client_ip": None,
+                }
+            ],
+        )
+        details |= {"newScore": user.score, "board": entry.id, "period": period.key}
+        await write_admin_audit(conn, change.admin, change.user_id, details)
+        new_periods = {(entry.id, period.key)} - self._known_periods
+        await BoardRepository.note_periods(conn, sorted(new_periods), now)
+        return [Recorded((BoardScore(entry.key(period), user.score, user),))], new_periods
 
     async def _upsert_rows(
         self, conn: AsyncConnection, rounds: list[tuple[str, dict[RowKey, dict[str, Any]]]]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from scoreboard.abuse.repository import AdminNote
 from scoreboard.abuse.service import AbuseService
 from scoreboard.actions.tickets import Ticket, TicketSigner
 from scoreboard.auth.principal import Principal
@@ -25,8 +26,8 @@ from scoreboard.errors import (
 )
 from scoreboard.leaderboard.ranking import RankedEntry, Ranking
 from scoreboard.live.broadcaster import Broadcaster
-from scoreboard.records import ScoreEvent
-from scoreboard.scores.models import Recorded, ScoreChange
+from scoreboard.records import Order, ScoreEvent
+from scoreboard.scores.models import BoardScore, Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
 
 log = structlog.get_logger("scoreboard.scores")
@@ -127,9 +128,11 @@ class ScoreService:
             raise InvalidBoard(f"board '{board_id}' is not an active board whose points add up")
         return entry
 
-    async def adjust(self, user_id: str, points: int, kind: str, board_id: str) -> Standing:
-        """An admin's change on a sum board's current period, written and announced like
-        any other update."""
+    async def admin_change(
+        self, user_id: str, board_id: str, note: AdminNote, points: int = 0
+    ) -> Standing:
+        """An admin's adjust (``points``) or reset on a sum board's current period: written,
+        with its admin_audit row, in one transaction, then announced like any update."""
         entry = self._sum_board(board_id)
         standing = await self._ranking.rank_of(entry.key(self._boards.current(entry)), user_id)
         recorded = await self._repository.record(
@@ -137,11 +140,12 @@ class ScoreService:
                 user_id=user_id,
                 username=standing.username if standing else user_id,
                 action_id=str(uuid.uuid4()),
-                action_type=kind,
+                action_type=f"admin_{note.action}",
                 points=points,
                 timestamp=self._boards.clock(),
                 client_ip=None,
                 boards=(board_id,),
+                admin=note,
             )
         )
         return (await self._announce(user_id, recorded))[0]
@@ -152,10 +156,24 @@ class ScoreService:
             return None
         return await self._ranking.rank_of(entry.key(self._boards.current(entry)), user_id)
 
+    async def _rank(self, done: BoardScore, entry: RankedEntry | None) -> int:
+        """The rank of this change's own new score. When the ranking already holds another
+        score for the user (a later change in the same batch, or another instance's), that
+        is the rank the score has among the others now: ``1 +`` the users strictly better,
+        not counting the user's own entry."""
+        if entry is None:
+            return 1
+        if done.new_score == entry.score:
+            return entry.rank
+        rank = await self._ranking.rank_for(done.key, done.new_score)
+        held = entry.score
+        ahead = held > done.new_score if done.key.order is Order.DESC else held < done.new_score
+        return rank - 1 if ahead else rank
+
     async def _announce(self, user_id: str, recorded: Recorded) -> list[Standing]:
         ranked = await self._ranking.apply([(done.key, done.user) for done in recorded.boards])
         standings = [
-            Standing(done.key.board, done.key.period, done.new_score, entry.rank if entry else 1)
+            Standing(done.key.board, done.key.period, done.new_score, await self._rank(done, entry))
             for done, entry in zip(recorded.boards, ranked, strict=True)
         ]
         events = [ScoreEvent(s.board, s.period, user_id, s.score, s.rank) for s in standings]
