@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint bench lock clean
+.PHONY: vendor-docs run demo test lint bench lock clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -39,6 +39,14 @@ test: lint
 lock: $(VENV)/.installed-dev
 	$(BIN)/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links --output-file=requirements.lock pyproject.toml
+
+# The Swagger UI files the docs page serves (src/scoreboard/web/docs.py pins the version;
+# tests/node_tools.py must name the same one).
+SWAGGER_UI = swagger-ui-dist@$(shell sed -n 's/^SWAGGER_UI_VERSION = "\(.*\)"/\1/p' src/scoreboard/web/docs.py)
+vendor-docs:
+	rm -rf .vendor-docs && mkdir .vendor-docs && cd .vendor-docs && npm pack --silent $(SWAGGER_UI) >/dev/null && tar xzf *.tgz
+	cd .vendor-docs/package && cp swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE swagger-ui-bundle.js.LICENSE.txt ../../src/scoreboard/web/static/docs/
+	rm -rf .vendor-docs
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/score_updates.py

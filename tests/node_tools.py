@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGES = ("typescript@5.9.3", "@asyncapi/specs@6.10.0")
+PACKAGES = ("typescript@5.9.3", "@asyncapi/specs@6.10.0", "swagger-ui-dist@5.35.0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -22,7 +22,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def node_modules() -> Path:
     npm = shutil.which("npm")
     if npm is None:
-        message = "npm is not installed (apt-get install npm) : TypeScript and AsyncAPI checks"
+        message = "npm is not installed (apt-get install npm): TypeScript, AsyncAPI, Swagger UI"
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

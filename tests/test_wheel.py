@@ -30,6 +30,17 @@ PACKAGE_DATA = [
     "scoreboard/web/static/scoreboard-client.js",
     "scoreboard/web/static/scoreboard-client.d.ts",
     "scoreboard/web/static/style.css",
+    *(
+        f"scoreboard/web/static/docs/{name}"
+        for name in (
+            "docs.js",
+            "swagger-ui-bundle.js",
+            "swagger-ui.css",
+            "LICENSE",
+            "NOTICE",
+            "swagger-ui-bundle.js.LICENSE.txt",
+        )
+    ),
     "scoreboard/live/asyncapi.json",
     "scoreboard/actions/default_actions.toml",
     "scoreboard/migrations/script.py.mako",
@@ -120,6 +131,9 @@ def test_the_installed_service_serves_its_page_and_catalog_from_another_director
                 assert response.status_code == 200, script
                 assert "javascript" in response.headers["content-type"]
             assert client.get("/schema/asyncapi.json").json()["asyncapi"].startswith("3.")
+            assert "swagger-ui" in client.get("/schema").text  # the docs page, in dev
+            for asset in ("docs.js", "swagger-ui-bundle.js", "swagger-ui.css"):
+                assert client.get(f"/static/docs/{asset}").status_code == 200, asset
             token = client.get("/dev/token", params={"user": "viewer"}).json()["token"]
             boards = client.get("/api/boards", headers={"Authorization": f"Bearer {token}"})
             assert boards.status_code == 200, boards.text

@@ -14,6 +14,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from scoreboard import __version__
@@ -57,6 +58,7 @@ from scoreboard.scores.endpoints import update_score
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
 from scoreboard.shapes import close_redis, redis_client, shared_backends
+from scoreboard.web.docs import DocsPage
 from scoreboard.web.endpoints import web_handlers
 
 log = structlog.get_logger("scoreboard")
@@ -81,7 +83,10 @@ async def _bounded(
         log.error("shutdown_step_timed_out", step=name, seconds=seconds)
 
 
-def _openapi() -> OpenAPIConfig:
+def _openapi(settings: Settings) -> OpenAPIConfig:
+    """The schema at /schema/openapi.json (and .yaml); the docs page only where it is
+    wanted, and never one that loads scripts from a CDN (``scoreboard.web.docs``)."""
+    docs = settings.docs_pages if settings.docs_pages is not None else settings.env == "dev"
     return OpenAPIConfig(
         title="Scoreboard",
         version=__version__,
@@ -93,6 +98,11 @@ def _openapi() -> OpenAPIConfig:
             }
         ),
         security=[{"BearerToken": []}],
+        render_plugins=[
+            JsonRenderPlugin(),
+            YamlRenderPlugin(path=["/openapi.yaml", "/openapi.yml"]),
+            *([DocsPage()] if docs else []),
+        ],
     )
 
 
@@ -244,7 +254,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             refused_preflight_as_problem,
         ],
         exception_handlers=exception_handlers,
-        openapi_config=_openapi() if settings.openapi else None,
+        openapi_config=_openapi(settings) if settings.openapi else None,
         request_max_body_size=settings.max_body_size,
         request_class=ScoreboardRequest,
         debug=False,

@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, ge=1)
     ws_max_write_buffer: int = Field(default=1_048_576, ge=65_536, le=1_073_741_824)
     openapi: bool = True
+    docs_pages: bool | None = None  # the Swagger UI page at /schema; default: dev only
     redis_url: str | None = None
     redis_prefix: str = "scoreboard:"
     cache_sync_interval: float = Field(default=300.0, ge=1)

@@ -23,6 +23,16 @@ BASE_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 HSTS = "max-age=31536000; includeSubDomains"
+# A response that says nothing else may load nothing and be framed nowhere; the live page
+# sets its own policy, and the docs pages under /schema get theirs: scripts and styles from
+# this origin only (Swagger UI sets some styles inline).
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
+CSP = "Content-Security-Policy"
 
 
 def security_headers(*, hsts: bool) -> Callable[[Message, Scope], Awaitable[None]]:
@@ -34,6 +44,8 @@ def security_headers(*, hsts: bool) -> Callable[[Message, Scope], Awaitable[None
             for name, value in headers.items():
                 if name not in sent:
                     sent[name] = value
+            if CSP not in sent:
+                sent[CSP] = DOCS_CSP if scope.get("path", "").startswith("/schema") else API_CSP
 
     return add
 

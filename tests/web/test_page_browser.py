@@ -418,3 +418,35 @@ def test_a_255_character_name_never_pushes_the_score_off_screen(
     finally:
         page.close()
         server.stop()
+
+
+def test_the_docs_page_renders_from_this_origin_alone(browser: Browser, tmp_path: Path) -> None:
+    """Swagger UI at /schema, under its CSP: every operation listed, no request to another
+    origin, no script refused by the policy, and "Try it out" reaches this service."""
+    env = settings_env(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite", tmp_path)
+    server = ServerProcess(env, tmp_path / "server.log").start()
+    page = browser.new_page()
+    requested: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        page.goto(f"{server.url}/schema")
+        page.locator("#operations-scores-updateScore").wait_for(timeout=20_000)
+        page.locator("#operations-health-getHealth").click()
+        page.get_by_role("button", name="Try it out").click()
+        page.get_by_role("button", name="Execute").click()
+        try:
+            page.locator(".live-responses-table .response-col_status", has_text="200").wait_for(
+                timeout=10_000
+            )
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "docs-page.png"))
+    finally:
+        page.close()
+        server.stop()
+    assert requested, "the page made no request"
+    assert [url for url in requested if not url.startswith(server.url)] == []
+    assert any(url.endswith("/static/docs/swagger-ui-bundle.js") for url in requested)
+    assert [p for p in problems if "Content Security Policy" in p or "Refused" in p] == []
