@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: vendor-docs run demo test lint bench lock clean
+.PHONY: mutate vendor-docs run demo test lint bench lock clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -47,6 +47,12 @@ vendor-docs:
 	rm -rf .vendor-docs && mkdir .vendor-docs && cd .vendor-docs && npm pack --silent $(SWAGGER_UI) >/dev/null && tar xzf *.tgz
 	cd .vendor-docs/package && cp swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE swagger-ui-bundle.js.LICENSE.txt ../../src/scoreboard/web/static/docs/
 	rm -rf .vendor-docs
+
+# Mutation testing of the critical paths ([tool.mutmut] in pyproject.toml); not part of
+# `make test`. Prints every surviving mutant.
+mutate: $(VENV)/.installed-dev
+	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/score_updates.py

@@ -4,12 +4,15 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from scoreboard.app import create_app
 from scoreboard.config import Settings
+from scoreboard.leaderboard.cached import CachedRanking
 from tests.helpers import Api, make_settings, settings_env
 from tests.postgres import temporary_database, truncate
 
@@ -74,8 +77,23 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    async with AsyncTestClient(app=create_app(settings)) as test_client:
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as test_client:
         yield test_client
+        served_by_redis(app)
+
+
+def served_by_redis(app: Litestar | Any) -> None:
+    """In the production shape every read and write must have gone through Redis: a Redis
+    layer that fails would otherwise go unnoticed, its requests served from PostgreSQL by
+    the fallback (which tests/production/test_faults.py and test_cached_ranking.py test on
+    purpose)."""
+    if not isinstance(app, Litestar):
+        app = app.app  # under a test's own ASGI wrapper
+    ranking = app.state.get("ranking")
+    if isinstance(ranking, CachedRanking):
+        assert ranking.failures == 0, "Redis failed during the test: the database answered"
+        assert not ranking.stale, "the ranking fell back to the database during the test"
 
 
 @pytest.fixture

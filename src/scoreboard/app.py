@@ -177,6 +177,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 rate_limiter=limiter,
                 abuse=abuse,
                 scores=scores,
+                ranking=ranking,
                 action_service=ActionService(catalog, signer, boards),
                 admin=AdminService(scores, abuse, abuse_repository, boards, broadcaster),
                 boards=boards,

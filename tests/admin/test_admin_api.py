@@ -23,6 +23,7 @@ from scoreboard.app import create_app
 from scoreboard.config import Settings
 from scoreboard.database import create_engine
 from scoreboard.tables import admin_audit, suspensions, user_scores
+from tests.conftest import served_by_redis
 from tests.helpers import Api, bearer, forge_ticket, make_settings, make_token, new_user, now_iso
 
 PROBLEM_JSON = "application/problem+json"
@@ -66,8 +67,10 @@ class Peer:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Peer]]:
     """The app of the shared fixtures (every backend), reachable from chosen addresses."""
-    async with AsyncTestClient(app=Peer(create_app(settings))) as test_client:
+    app = Peer(create_app(settings))
+    async with AsyncTestClient(app=app) as test_client:
         yield test_client
+        served_by_redis(app)
 
 
 def admin() -> dict[str, str]:

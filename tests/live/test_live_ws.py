@@ -211,11 +211,15 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_others(
     start_server: StartServer,
 ) -> None:
     """Boards of up to ~35 KB, 340 of them: far more than the kernel buffers of a client that has
-    stopped reading. The readers must get every board; the server must drop the sloth."""
+    stopped reading. The readers must get every board; the server must drop the sloth, by
+    its send timeout: the protocol pings are pushed out of reach (600 s), so a sender that
+    only logged a timeout and carried on would leave the sloth open and fail this test."""
     server = start_server(
         SCOREBOARD_WS_SEND_TIMEOUT="1",
         SCOREBOARD_LIVE_TOP_N="100",
         SCOREBOARD_BROADCAST_INTERVAL="0.01",
+        SCOREBOARD_WS_PING_INTERVAL="600",
+        SCOREBOARD_WS_PING_TIMEOUT="600",
     )
     stuck = _raw_websocket_that_never_reads(server.port, make_token("sloth"))
     readers = [await open_ws(server, make_token(f"reader-{i}")) for i in range(3)]
@@ -237,7 +241,7 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_others(
                 ]
     log = server.log_path.read_text()
     assert "ws_client_too_slow" in log
-    stuck.settimeout(30)
+    stuck.settimeout(10)  # far below the ping timeout: only the sender's close ends this
     while stuck.recv(65536):  # everything the server managed to send, then its close
         pass
     stuck.close()

@@ -268,20 +268,7 @@ async def test_drift_is_detected_and_repaired(shape: Shape, how: str) -> None:
     await _repaired(shape, app.url, ledger, within=10)
 
 
-def _has_rebuild_command() -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "scoreboard", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return "rebuild-cache" in result.stdout
-
-
 async def test_rebuild_cache_command_repairs_on_demand(shape: Shape) -> None:
-    if not _has_rebuild_command():
-        pytest.skip("`scoreboard rebuild-cache` does not exist yet")
     app = shape.app("app-a")  # periodic check every 300 s: only the command repairs it
     ledger = await _seed(shape, app.url)
     await _corrupt(shape, "wrong_score", "drift-c")

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scoreboard.database import create_engine, is_unavailable, migrate
-from scoreboard.errors import ScoreWouldBeNegative, ServiceUnavailable
+from scoreboard.errors import ActionAlreadyUsed, ScoreWouldBeNegative, ServiceUnavailable
 from scoreboard.records import GLOBAL, BoardPeriod
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
@@ -57,6 +58,21 @@ async def test_one_bad_change_does_not_sink_its_batch(repository: ScoreRepositor
         "good-1": 10,
         "good-2": 10,
         "good-3": 10,
+    }
+
+
+async def test_a_ticket_sent_twice_in_one_batch_counts_once(repository: ScoreRepository) -> None:
+    """Guards the "first copy wins" check in ``ScoreRepository._write`` (``first[c.action_id]
+    is c``): without it, copies of one ticket that land in the same batch all score. Over
+    HTTP the first copy usually reaches an idle writer alone; here all four are queued
+    before the writer runs, so they share one batch."""
+    ticket = change("replayer")
+    copies = [ticket, replace(ticket), change("bystander"), replace(ticket)]  # equal, not same
+    outcomes = await asyncio.gather(*(repository.record(c) for c in copies), return_exceptions=True)
+    assert [type(o) for o in outcomes] == [Recorded, ActionAlreadyUsed, Recorded, ActionAlreadyUsed]
+    assert {u.user_id: u.score for u in await repository.load_period(KEY)} == {
+        "replayer": 10,
+        "bystander": 10,
     }
 
 

@@ -8,7 +8,6 @@ The screenshots land in test-artifacts/live-page.png and live-page-boards.png (o
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import time
@@ -26,6 +25,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.helpers import bearer, make_token, now_iso, settings_env
+from tests.postgres import IN_CI
 from tests.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if Path(path).is_file():
         return path
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         pytest.fail("chromium is not installed: .ci/run installs it with apt-get")
     pytest.skip("chromium is not installed: apt-get install chromium")
 

@@ -110,6 +110,7 @@ class CachedRanking:
         self._scan: dict[BoardPeriod, int] = {}  # rolling audit: the HSCAN cursor
         self._server: str | None = None
         self.stale = True  # reads: until the first sync has checked it
+        self.failures = 0  # Redis errors seen: each one sends reads to the database for a while
         self._writable = False  # writes: until Redis answered
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -141,6 +142,7 @@ class CachedRanking:
     def _mark_stale(self, exc: BaseException) -> None:
         if not self.stale:
             log.warning("cache_unavailable", error=type(exc).__name__)
+        self.failures += 1
         self.stale = True
         self._writable = False
         # What was checked stays checked: a Redis that lost data has a new run_id (a restart
