@@ -1,4 +1,6 @@
-"""What many tests share: settings, tokens, forged tickets, and a small API client."""
+"""What many tests share: settings, tokens, forged tickets, a small API client, the problem
+document check, and the attack suite's ways of reading what a refusal left behind. Tokens
+built by hand (tampered, unsigned, RS256, JWKS) are in tests/tokens.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import jwt
+from litestar import Litestar
+from litestar.types import Receive, Scope, Send
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.actions.catalog import ActionType, load_catalog
@@ -20,7 +26,10 @@ from scoreboard.boards.repository import BoardRepository
 from scoreboard.boards.service import BoardRegistry
 from scoreboard.clock import Clock, system_clock
 from scoreboard.config import Settings
+from scoreboard.database import create_engine
 from scoreboard.keys import load_keys
+from scoreboard.tables import score_updates, user_scores
+from tests.server import ServerProcess
 
 JWT_SECRET = "test-jwt-key-that-is-long-enough-0123456789"
 ACTION_SECRET = "test-action-key-that-is-long-enough-0123456789"
@@ -34,6 +43,14 @@ RATE_SETTINGS = (
 )
 GENEROUS = "1000000/minute"
 USER_SCOPES = tuple(scope.value for scope in DEFAULT_USER_SCOPES)
+ADMIN_ID = "admin-root"
+PROBLEM_JSON = "application/problem+json"
+UPDATE = "/api/scores/update"
+ACTIONS = "/api/actions"
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+PEER_HEADER = "x-test-peer"
+
+Board = list[dict[str, Any]]  # GET /api/leaderboard's entries
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
@@ -121,8 +138,16 @@ def forge_ticket(
     return token
 
 
+def admin_token() -> str:
+    return make_token(ADMIN_ID, scopes=("scores:admin", "leaderboard:read"))
+
+
 def now_iso(offset: float = 0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat()
+
+
+def ago(seconds: float) -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=seconds)
 
 
 class MovableClock:
@@ -224,3 +249,129 @@ class Api:
 
 def new_user() -> str:
     return f"u-{uuid.uuid4().hex[:12]}"
+
+
+class Peer:
+    """Lets a test choose the client address (the test client always says "testclient",
+    which is no IP address): a request's ``x-test-peer`` header becomes its peer."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, value in scope["headers"]:
+                if name == PEER_HEADER.encode():
+                    scope["client"] = (value.decode(), 40_000)
+        await self.app(scope, receive, send)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is an RFC 9457 problem document with this status and stable ``code``
+    (and no traceback); its body is returned for further checks."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON, response.headers
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status, body
+    assert body["type"] == f"urn:scoreboard:problem:{code}", body
+    assert "Traceback" not in response.text
+    return body
+
+
+async def assert_refused(
+    api: Api, response: httpx.Response, status: int, code: str, before: Board | None = None
+) -> dict[str, Any]:
+    """The attack got the expected problem, and the leaderboard is exactly as before (empty,
+    unless ``before`` says otherwise)."""
+    body = problem(response, status, code)
+    assert await api.leaderboard() == (before or []), "a refused attack changed the leaderboard"
+    return body
+
+
+async def post_update(
+    api: Api,
+    action_id: str,
+    token: str,
+    *,
+    timestamp: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST /api/scores/update with this ticket and token (and a timestamp of now)."""
+    return await api.client.post(
+        UPDATE,
+        json={"actionId": action_id, "timestamp": timestamp or now_iso()},
+        headers={**bearer(token), **(headers or {})},
+    )
+
+
+async def flags_of(api: Api, user: str, rule: str) -> list[dict[str, Any]]:
+    response = await api.client.get(
+        "/api/admin/flags",
+        params={"userId": user, "rule": rule, "status": "all"},
+        headers=bearer(admin_token()),
+    )
+    assert response.status_code == 200, response.text
+    flags: list[dict[str, Any]] = response.json()["flags"]
+    return flags
+
+
+async def history_of(api: Api, user: str) -> dict[str, Any]:
+    response = await api.client.get(
+        f"/api/admin/users/{quote(user, safe='')}/history", headers=bearer(admin_token())
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def stored(engine: AsyncEngine, user: str) -> tuple[int | None, list[tuple[int, str | None]]]:
+    """Straight from the database: the user's score and their audit rows (points, client IP)."""
+    async with engine.connect() as conn:
+        score = (
+            await conn.execute(select(user_scores.c.score).where(user_scores.c.user_id == user))
+        ).scalar_one_or_none()
+        rows = await conn.execute(
+            select(score_updates.c.score_change, score_updates.c.client_ip).where(
+                score_updates.c.user_id == user
+            )
+        )
+        audit = [(int(points), None if ip is None else str(ip)) for points, ip in rows]
+    return (None if score is None else int(score)), audit
+
+
+async def stored_at(
+    database_url: str, user: str
+) -> tuple[int | None, list[tuple[int, str | None]]]:
+    engine = create_engine(database_url)
+    try:
+        return await stored(engine, user)
+    finally:
+        await engine.dispose()
+
+
+def database_of(api: Api) -> str:
+    """The app's database URL (its engine lives on the test client's own event loop)."""
+    app: Litestar = api.client.app  # type: ignore[attr-defined]
+    url: str = app.state.settings.resolved_database_url
+    return url
+
+
+def real_client(server: ServerProcess) -> httpx.AsyncClient:
+    """An HTTP client for a real server process, with room for many parallel requests."""
+    return httpx.AsyncClient(
+        base_url=server.url,
+        timeout=30,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+    )
+
+
+def clean_log(server: ServerProcess) -> str:
+    """The server's log, which must show no traceback and no unhandled error."""
+    log = server.log_path.read_text()
+    assert "Traceback" not in log, log
+    assert "unhandled_error" not in log, log
+    return log

@@ -1,13 +1,13 @@
 """The attack suite, continued: boards (named rankings, best/latest values, periods, runtime
 definitions and live subscriptions) attacked the way a cheater or a hostile client would.
 
-As in test_attacks.py, every test plays one attack and checks the refusal (HTTP status and
-problem ``code``, or the WebSocket close code or ``error`` event), and that no score changed
-on **any** board: the boards are read before and after. The in-process attacks run on SQLite,
-PostgreSQL and PostgreSQL with Redis, with the many-board catalog tests/boards/boards.toml;
-the live-socket attacks run against real ``scoreboard serve`` processes (``slow``). A test
-marked ``xfail(strict=True)`` is an attack that succeeds today: its reason names the weakness
-and the fix.
+As in the rest of the attack suite (tests/security/conftest.py), every test plays one attack
+and checks the refusal (HTTP status and problem ``code``, or the WebSocket close code or
+``error`` event), and that no score changed on **any** board: the boards are read before and
+after. The in-process attacks run on SQLite, PostgreSQL and PostgreSQL with Redis, with the
+many-board catalog tests/boards/boards.toml; the live-socket attacks run against real
+``scoreboard serve`` processes (``slow``). A test marked ``xfail(strict=True)`` is an attack
+that succeeds today: its reason names the weakness and the fix.
 """
 
 from __future__ import annotations
@@ -31,30 +31,24 @@ from tests.boards.test_boards_api import BOARDS_FILE
 from tests.conftest import Backend
 from tests.helpers import (
     ACTION_SECRET,
+    ACTIONS,
     JWT_SECRET,
+    UPDATE,
     Api,
+    admin_token,
     bearer,
+    flags_of,
+    history_of,
     make_token,
     new_user,
     now_iso,
+    problem,
 )
 from tests.live.conftest import StartServer
 from tests.live.wsclient import closed_with, next_event, open_ws, ws_url
-from tests.security.test_attacks import (
-    UPDATE,
-    admin_token,
-    assert_problem,
-    claims_of,
-    flags_of,
-    history_of,
-    hs256,
-    service_kid,
-    tamper,
-    unsigned,
-)
 from tests.server import ServerProcess
+from tests.tokens import claims_of, hand_signed, service_kid, tamper
 
-ACTIONS = "/api/actions"
 FILE_BOARDS = ("global", "weekly", "daily", "evening", "season", "high", "speedrun", "last")
 RUN_BOARDS = ("global", "high", "speedrun", "last")  # what a `run` completion feeds
 SECRETS = (JWT_SECRET, ACTION_SECRET, "Traceback", "sqlalchemy", "SELECT ", ".py", "/work")
@@ -95,7 +89,7 @@ async def assert_untouched(
     api: Api, response: httpx.Response, status: int, code: str, before: Scores
 ) -> dict[str, Any]:
     """The attack got the expected problem, leaked nothing, and no board changed."""
-    body = assert_problem(response, status, code)
+    body = problem(response, status, code)
     for secret in (*SECRETS, *api.tokens.values()):
         assert secret not in response.text, secret
     assert await scores_now(api) == before, "a refused attack changed a board"
@@ -197,9 +191,9 @@ async def test_a_player_cannot_ask_for_a_ticket_with_a_value_of_their_choosing(
     before = await scores_now(api)
     body = {k: (player if v == "SELF" else v) for k, v in body.items()}
     response = await api.client.post(ACTIONS, json=body, headers=bearer(api.token(player)))
-    problem = await assert_untouched(api, response, status, code, before)
+    refusal = await assert_untouched(api, response, status, code, before)
     if code == "insufficient_scope":
-        assert problem["requiredScope"] == "actions:issue"
+        assert refusal["requiredScope"] == "actions:issue"
     assert "1000000000" not in response.text
 
 
@@ -224,9 +218,9 @@ async def test_a_value_board_or_period_in_the_update_body_is_refused(
     ticket = await issue_run(api, player, 500)
     before = await scores_now(api)
     response = await complete(api, player, ticket, **extra)
-    problem = await assert_untouched(api, response, 400, "validation_error", before)
+    refusal = await assert_untouched(api, response, 400, "validation_error", before)
     field = next(iter(extra))
-    assert any(f"`{field}`" in error["message"] for error in problem["errors"]), problem
+    assert any(f"`{field}`" in error["message"] for error in refusal["errors"]), refusal
     assert "1000000000" not in response.text
     ok = await complete(api, player, ticket)
     assert ok.status_code == 200, ok.text
@@ -235,7 +229,7 @@ async def test_a_value_board_or_period_in_the_update_body_is_refused(
 
 
 def _resigned(claims: dict[str, Any], key: bytes) -> str:
-    return hs256({"alg": "HS256", "typ": "JWT", "kid": service_kid()}, claims, key)
+    return hand_signed({"alg": "HS256", "typ": "JWT", "kid": service_kid()}, claims, key)
 
 
 # Each takes a genuine ticket and returns the attacker's version of it.
@@ -266,7 +260,9 @@ TICKET_FORGERIES: dict[str, tuple[str, Callable[[str], str]]] = {
     ),
     "alg-none-with-a-val": (
         "run",
-        lambda t: unsigned({"alg": "none", "kid": service_kid()}, {**claims_of(t), "val": 10**9}),
+        lambda t: hand_signed(
+            {"alg": "none", "kid": service_kid()}, {**claims_of(t), "val": 10**9}, None
+        ),
     ),
 }
 
@@ -306,9 +302,9 @@ async def test_a_best_board_ticket_fired_thirty_times_at_once_counts_once_on_eve
     assert [r.status_code for r in replies].count(200) == 1
     for reply in replies:
         if reply.status_code == 409:
-            assert_problem(reply, 409, "action_already_used")
+            problem(reply, 409, "action_already_used")
         elif reply.status_code == 429:  # past the blocking velocity rule, before the database
-            assert_problem(reply, 429, "velocity_exceeded")
+            problem(reply, 429, "velocity_exceeded")
         else:
             assert reply.status_code == 200, reply.text
     after = await scores_now(api)
@@ -399,9 +395,9 @@ async def test_odd_periods_are_refused_without_a_500(
                 params={"period": period},
                 headers=bearer(api.token(new_user())),
             )
-            problem = await assert_untouched(api, response, status, code, before)
+            refusal = await assert_untouched(api, response, status, code, before)
             if code == "period_not_found":  # it lists what may be read, and nothing more
-                assert problem["readablePeriods"] == readable[board]
+                assert refusal["readablePeriods"] == readable[board]
 
 
 @VALIDATION_ONLY
@@ -455,7 +451,7 @@ async def test_a_400_on_a_query_parameter_echoes_nothing_that_was_sent(api: Api)
         params={"limit": "31337", "access_token": token},
         headers=bearer(token),
     )
-    assert_problem(response, 400, "validation_error")
+    problem(response, 400, "validation_error")
     assert token not in response.text
     assert "31337" not in response.text
 
@@ -491,7 +487,7 @@ CALLERS: dict[str, tuple[Callable[[], dict[str, str]], int, str]] = {
         "invalid_token",
     ),
     "alg-none-admin": (
-        lambda: bearer(unsigned({"alg": "none"}, claims_of(admin_token()))),
+        lambda: bearer(hand_signed({"alg": "none"}, claims_of(admin_token()), None)),
         401,
         "invalid_token",
     ),
@@ -512,9 +508,9 @@ async def test_board_admin_routes_refuse_everyone_but_an_admin(api: Api, caller:
     scores, rules = await scores_now(api), await rules_now(api)
     for method, path, body in ADMIN_BOARD_ROUTES:
         response = await api.client.request(method, path, json=body, headers=headers())
-        problem = await assert_untouched(api, response, status, code, scores)
+        refusal = await assert_untouched(api, response, status, code, scores)
         if code == "insufficient_scope":
-            assert problem["requiredScope"] == "scores:admin"
+            assert refusal["requiredScope"] == "scores:admin"
     assert await rules_now(api) == rules
     season = await api.board("season")
     assert season["period"] == "1"  # not rolled over
@@ -537,7 +533,7 @@ async def test_a_runtime_board_cannot_take_over_a_file_boards_id(api: Api) -> No
         )
         assert retired.status_code == 200, retired.text
         again = await define(api, board, operator="latest", actions=["run"])
-        assert_problem(again, 409, "board_conflict")
+        problem(again, 409, "board_conflict")
     sources = {board: r["source"] for board, r in (await rules_now(api)).items()}
     assert sources == dict.fromkeys(FILE_BOARDS, "file")
 
@@ -571,7 +567,7 @@ async def test_a_runtime_boards_rules_never_change_under_its_scores(
     )
     assert retired.status_code == 200
     back_with_other_rules = await define(api, "weekend", **{**weekend, **change})
-    assert_problem(back_with_other_rules, 409, "board_conflict")
+    problem(back_with_other_rules, 409, "board_conflict")
 
 
 async def test_thousands_of_action_names_in_a_board_definition_are_bounded(api: Api) -> None:
