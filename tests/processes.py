@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+from redis.exceptions import RedisError
+
 from tests.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +36,10 @@ def _wait_for_port(port: int, timeout: float = 10) -> None:
 
 @dataclass
 class RedisServer:
-    directory: Path
+    """A throw-away redis-server of our own on a spare port, to stop and start at will (never
+    the shared server). It keeps nothing on disk; ``directory`` is its working directory."""
+
+    directory: Path | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -42,31 +48,34 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        """Start it (again, on the same port) and wait until it answers PING."""
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        arguments += ["--appendonly", "no"]
+        if self.directory is not None:
+            arguments += ["--dir", str(self.directory)]
         self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [binary, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        _wait_for_port(self.port)
-        return self
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            for _ in range(200):
+                with contextlib.suppress(RedisError):
+                    if client.ping():
+                        return self
+                time.sleep(0.05)
+        finally:
+            client.close()
+        self.stop()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
+        """Kill it: an outage, not a shutdown (and nothing is saved)."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
             self.process.wait(timeout=10)
+            self.process = None
 
 
 class TcpProxy:

@@ -7,15 +7,10 @@ With CI=true an unreachable server fails the run; elsewhere the Redis tests skip
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 
 import pytest
 import redis
@@ -23,6 +18,9 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from tests.processes import RedisServer
+from tests.server import free_port
 
 REDIS_URL = os.environ.get("SCOREBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -67,63 +65,17 @@ async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def dead_redis_client() -> AsyncIterator[Redis]:
     """A client for a Redis that is down; one retry, so outage tests stay quick."""
     client = Redis(
         host="127.0.0.1",
-        port=closed_port(),
+        port=free_port(),  # nothing listens there
         socket_connect_timeout=0.5,
         retry=Retry(NoBackoff(), 1),
     )
     yield client
     await client.aclose()
-
-
-@dataclass
-class RedisServer:
-    """A throw-away redis-server of our own on a spare port, to stop and start at will
-    (never the shared server)."""
-
-    port: int = field(default_factory=closed_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        arguments = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        self.process = subprocess.Popen(
-            ["redis-server", *arguments, "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            for _ in range(100):
-                with contextlib.suppress(RedisError):
-                    if client.ping():
-                        return self
-                time.sleep(0.05)
-        finally:
-            client.close()
-        self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from litestar.types import Receive, Scope, Send
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -32,7 +30,9 @@ from scoreboard.database import create_engine
 from scoreboard.tables import abuse_flags, score_updates, suspensions
 from tests.conftest import served_by_redis
 from tests.helpers import (
+    PEER_HEADER,
     Api,
+    Peer,
     bearer,
     forge_ticket,
     make_settings,
@@ -41,10 +41,9 @@ from tests.helpers import (
     now_iso,
     settings_env,
 )
+from tests.helpers import problem as problem  # also imported from here by other test files
 from tests.server import ServerProcess
 
-PROBLEM_JSON = "application/problem+json"
-PEER_HEADER = "x-test-peer"
 OTHER_SECRET = "other-action-key-that-is-long-enough-9876543210"
 WRONG_JWT_SECRET = "wrong-jwt-key-that-is-long-enough-9876543210"
 SECURITY_HEADERS = {
@@ -52,21 +51,6 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
-
-
-class Peer:
-    """Lets a test choose the client address (the test client always says "testclient",
-    which is no IP address): a request's ``x-test-peer`` header becomes its peer."""
-
-    def __init__(self, app: Litestar) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            for name, value in scope["headers"]:
-                if name == PEER_HEADER.encode():
-                    scope["client"] = (value.decode(), 40_000)
-        await self.app(scope, receive, send)
 
 
 def unique_ip() -> str:
@@ -108,14 +92,6 @@ async def start(settings: Settings) -> AsyncIterator[Start]:
 
 def admin() -> dict[str, str]:
     return bearer(make_token("boss", scopes=("scores:admin",)))
-
-
-def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    return body
 
 
 async def flags(api: Api, user_id: str, rule: str | None = None) -> list[dict[str, Any]]:

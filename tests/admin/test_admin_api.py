@@ -14,9 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from litestar.types import Receive, Scope, Send
 from sqlalchemy import select
 
 from scoreboard.app import create_app
@@ -24,11 +22,20 @@ from scoreboard.config import Settings
 from scoreboard.database import create_engine
 from scoreboard.tables import admin_audit, suspensions, user_scores
 from tests.conftest import served_by_redis
-from tests.helpers import Api, bearer, forge_ticket, make_settings, make_token, new_user, now_iso
+from tests.helpers import (
+    PEER_HEADER,
+    Api,
+    Peer,
+    bearer,
+    forge_ticket,
+    make_settings,
+    make_token,
+    new_user,
+    now_iso,
+    problem,
+)
 
-PROBLEM_JSON = "application/problem+json"
 ADMIN_ID = "boss"
-PEER_HEADER = "x-test-peer"
 PLAYER_IP = "203.0.113.7"
 OTHER_SECRET = "other-action-key-that-is-long-enough-9876543210"
 
@@ -49,21 +56,6 @@ CHANGING_ROUTES = [route for route in ADMIN_ROUTES if route[0] != "GET"]
 GLOBAL_ALL = {"board": "global", "period": "all"}  # where adjustments land by default
 
 
-class Peer:
-    """Lets a test choose the client address (the test client always says "testclient",
-    which is no IP address): a request's ``x-test-peer`` header becomes its peer."""
-
-    def __init__(self, app: Litestar) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            for name, value in scope["headers"]:
-                if name == PEER_HEADER.encode():
-                    scope["client"] = (value.decode(), 40_000)
-        await self.app(scope, receive, send)
-
-
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Peer]]:
     """The app of the shared fixtures (every backend), reachable from chosen addresses."""
@@ -81,15 +73,6 @@ async def admin_call(
     api: Api, method: str, path: str, body: dict[str, Any] | None = None
 ) -> httpx.Response:
     return await api.client.request(method, path, json=body, headers=admin())
-
-
-def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    assert body["status"] == status
-    return body
 
 
 async def audit_rows(settings: Settings, target: str) -> list[dict[str, Any]]:

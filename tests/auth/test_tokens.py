@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from scoreboard.auth.principal import Principal
 from scoreboard.auth.tokens import TokenVerifier
 from scoreboard.errors import InvalidToken, ServiceUnavailable
 from scoreboard.keys import load_keys
 from tests.helpers import JWT_SECRET, make_settings, make_token
-
-ISSUER = "https://idp.example.com/"
-AUDIENCE = "scoreboard-api"
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
+from tests.server import free_port
+from tests.tokens import AUDIENCE, ISSUER, JwksServer, hand_signed, public_pem
 
 # --------------------------------------------------------------------------- helpers
 
@@ -45,28 +34,6 @@ def claims(sub: Any = "alice", ttl: int = 600, **extra: Any) -> dict[str, Any]:
     values: dict[str, Any] = {"sub": sub, "iat": now, "exp": now + ttl}
     values.update(extra)
     return {k: v for k, v in values.items() if v is not None}
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def hand_signed(header: dict[str, Any], payload: dict[str, Any], key: bytes | None) -> str:
-    """A token built by hand, so that PyJWT's own encoding safeguards cannot interfere.
-    ``key=None`` leaves the signature empty (as for ``alg: none``); otherwise HMAC-SHA256."""
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
-    if key is None:
-        return f"{signing_input}."
-    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{b64(signature)}"
-
-
-def public_pem(key: PrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 async def refused(v: TokenVerifier, token: str) -> InvalidToken:
@@ -172,9 +139,7 @@ async def test_a_small_leeway_applies_to_expiry(tmp_path: Path) -> None:
 
 def _hs512(payload: dict[str, Any]) -> str:
     header = {"alg": "HS512", "typ": "JWT"}
-    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
-    signature = hmac.new(JWT_SECRET.encode(), signing_input.encode(), hashlib.sha512).digest()
-    return f"{signing_input}.{b64(signature)}"
+    return hand_signed(header, payload, JWT_SECRET.encode(), hashlib.sha512)
 
 
 HS256_REFUSALS: dict[str, Callable[[], str]] = {
@@ -302,52 +267,6 @@ async def test_es256_is_inferred_from_an_ec_public_pem(
 
 
 # --------------------------------------------------------------------------- JWKS
-
-
-class JwksServer:
-    """A JWKS endpoint on 127.0.0.1 that counts how often it is asked."""
-
-    def __init__(self) -> None:
-        self.keys: list[dict[str, Any]] = []
-        self.raw: bytes | None = None  # when set, served instead of the key set
-        self.requests = 0
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with outer._lock:
-                    outer.requests += 1
-                body = outer.raw
-                if body is None:
-                    body = json.dumps({"keys": outer.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
-
-    def publish(self, key: PrivateKey, kid: str) -> None:
-        if isinstance(key, rsa.RSAPrivateKey):
-            jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-        else:
-            jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
-        self.keys.append({**jwk, "kid": kid, "use": "sig"})
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -487,10 +406,8 @@ async def test_an_es256_token_naming_an_rsa_kid_is_refused(
 async def test_an_unreachable_jwks_is_service_unavailable(
     tmp_path: Path, ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    v = jwks_verifier(tmp_path, f"http://127.0.0.1:{port}/jwks.json")
+    nothing_there = free_port()
+    v = jwks_verifier(tmp_path, f"http://127.0.0.1:{nothing_there}/jwks.json")
     with pytest.raises(ServiceUnavailable) as info:
         await v.verify(es256(ec_key, "ec-1"))
     assert info.value.status == 503

@@ -20,7 +20,7 @@ from scoreboard.live.tickets import TooManyTickets
 from scoreboard.records import BoardsChanged, ScoreEvent
 
 if TYPE_CHECKING:
-    from tests.redis_support import RedisServer
+    from tests.processes import RedisServer
 
 pytest_plugins = ["tests.redis_support"]
 WAIT = 5.0  # generous: only a failure waits this long

@@ -6,23 +6,23 @@ status and stable ``code``, never a 500, and must leave every score exactly as i
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
-from scoreboard.keys import SigningKey
 from tests.helpers import (
-    ACTION_SECRET,
+    ACTIONS,
     JWT_SECRET,
+    UPDATE,
     Api,
+    ago,
+    assert_refused,
     bearer,
     forge_ticket,
     make_token,
@@ -30,64 +30,13 @@ from tests.helpers import (
     now_iso,
     on_global,
 )
+from tests.tokens import claims_of, hand_signed, service_kid, tamper
 
-PROBLEM_JSON = "application/problem+json"
-UPDATE = "/api/scores/update"
-ACTIONS = "/api/actions"
 OTHER_SECRET = "other-action-key-that-is-long-enough-9876543210"
 WRONG_JWT_SECRET = "wrong-jwt-key-that-is-long-enough-9876543210"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def assert_refused(
-    api: Api,
-    response: httpx.Response,
-    status: int,
-    code: str,
-    *,
-    board: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The response is the expected problem, and the leaderboard is still ``board``."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code, body
-    assert body["status"] == status
-    assert "Traceback" not in response.text
-    assert await api.leaderboard() == (board or [])
-    return body
-
-
-def ago(seconds: float) -> datetime:
-    return datetime.now(UTC) - timedelta(seconds=seconds)
-
-
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = json.loads(_b64decode(token.split(".")[1]))
-    return claims
-
-
-def tamper(token: str, **changes: Any) -> str:
-    """Change claims in the payload but keep the original header and signature."""
-    header, _, signature = token.split(".")
-    claims = claims_of(token)
-    claims.update(changes)
-    payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{header}.{payload}.{signature}"
-
-
-def service_kid() -> str:
-    return SigningKey.from_secret(ACTION_SECRET.encode()).kid
 
 
 async def post_update(
@@ -99,6 +48,8 @@ async def post_update(
     timestamp: Any = None,
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
+    """Unlike tests/helpers.py's post_update: any JSON as the id and timestamp, and a token
+    or a user (whose token the Api holds) or no one (a new user)."""
     if headers is None:
         headers = bearer(token or api.token(user or new_user()))
     body = {"actionId": action_id, "timestamp": now_iso() if timestamp is None else timestamp}
@@ -135,9 +86,8 @@ async def test_a_ticket_with_the_right_kid_but_a_wrong_signature_is_refused(api:
 async def test_an_unsigned_alg_none_ticket_is_refused(api: Api) -> None:
     alice = new_user()
     claims = claims_of(await api.issue(alice))
-    header = _b64encode(json.dumps({"alg": "none", "typ": "JWT", "kid": service_kid()}).encode())
-    payload = _b64encode(json.dumps(claims).encode())
-    response = await post_update(api, f"{header}.{payload}.", user=alice)
+    unsigned = hand_signed({"alg": "none", "typ": "JWT", "kid": service_kid()}, claims, None)
+    response = await post_update(api, unsigned, user=alice)
     await assert_refused(api, response, 422, "invalid_action")
 
 
@@ -255,18 +205,15 @@ TokenCase = Callable[[str], dict[str, str]]
 def _none_token(user: str) -> str:
     now = int(datetime.now(UTC).timestamp())
     claims = {"sub": user, "exp": now + 600, "scope": "leaderboard:read scores:write"}
-    header = _b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    return f"{header}.{_b64encode(json.dumps(claims).encode())}."
+    return hand_signed({"alg": "none", "typ": "JWT"}, claims, None)
 
 
 def _hs512_token(user: str) -> str:
     """Signed with the right secret, but with an algorithm the service does not use."""
     now = int(datetime.now(UTC).timestamp())
     claims = {"sub": user, "exp": now + 600, "scope": "leaderboard:read scores:write"}
-    header = _b64encode(json.dumps({"alg": "HS512", "typ": "JWT"}).encode())
-    signing_input = f"{header}.{_b64encode(json.dumps(claims).encode())}"
-    signature = hmac.new(JWT_SECRET.encode(), signing_input.encode(), hashlib.sha512).digest()
-    return f"{signing_input}.{_b64encode(signature)}"
+    header = {"alg": "HS512", "typ": "JWT"}
+    return hand_signed(header, claims, JWT_SECRET.encode(), hashlib.sha512)
 
 
 INVALID_TOKENS: dict[str, TokenCase] = {

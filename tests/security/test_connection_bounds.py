@@ -16,18 +16,17 @@ import asyncio
 import os
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import make_token
+from tests.live.conftest import StartServer
 from tests.live.wsclient import raw_upgrade
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
-StartServer = Callable[..., ServerProcess]
 TIMEOUTS = {"SCOREBOARD_HEADER_TIMEOUT": "2", "SCOREBOARD_BODY_TIMEOUT": "2"}
 MB = 1024 * 1024
 

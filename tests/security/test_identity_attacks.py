@@ -13,13 +13,11 @@ import re
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 import websockets
 from litestar.testing import AsyncTestClient
@@ -27,7 +25,8 @@ from pydantic import SecretStr
 
 from scoreboard.app import create_app
 from scoreboard.config import InsecureSettingsError, Settings, looks_like_a_placeholder
-from tests.helpers import JWT_SECRET, Api, make_settings, make_token
+from tests.helpers import Api, bearer, make_settings, make_token
+from tests.live.conftest import StartServer
 from tests.live.wsclient import raw_upgrade
 from tests.postgres import temporary_database
 from tests.server import ServerProcess
@@ -43,16 +42,6 @@ async def client(tmp_path: Path) -> AsyncIterator[AsyncTestClient]:  # type: ign
         yield test_client
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _signed(**claims: Any) -> str:
-    now = int(time.time())
-    payload = {"sub": "mallory", "iat": now, "exp": now + 600, **claims}
-    return jwt.encode({k: v for k, v in payload.items() if v is not None}, JWT_SECRET, "HS256")
-
-
 @pytest.mark.parametrize(
     "separator",
     ["\t", "\n", "\r", "\v", "\f", "\u00a0", "\u3000", "\u2028", "\u2029", "\u0085", "\u1680"],
@@ -63,12 +52,12 @@ async def test_a_scope_string_with_other_whitespace_grants_nothing_more(
     separator: str,
 ) -> None:
     """Only U+0020 separates scopes (RFC 6749 3.3): `read<sep>scores:admin` is one odd scope."""
-    token = _signed(scope=f"leaderboard:read{separator}scores:admin")
-    response = await client.get("/api/admin/flags", headers=_bearer(token))
+    token = make_token("mallory", scope=f"leaderboard:read{separator}scores:admin")
+    response = await client.get("/api/admin/flags", headers=bearer(token))
     assert response.status_code == 403, response.text
     assert response.json()["code"] == "insufficient_scope"
-    honest = _signed(scope="leaderboard:read scores:admin")
-    assert (await client.get("/api/admin/flags", headers=_bearer(honest))).status_code == 200
+    honest = make_token("mallory", scope="leaderboard:read scores:admin")
+    assert (await client.get("/api/admin/flags", headers=bearer(honest))).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -88,12 +77,12 @@ async def test_jwt_edge_cases_answer_401_and_score_nothing(
     claims: dict[str, Any],
     reason: str,
 ) -> None:
-    token = _signed(scope="scores:write leaderboard:read", **claims)
-    issued = await client.post("/api/actions", json={}, headers=_bearer(token))
+    token = make_token("mallory", scope="scores:write leaderboard:read", **claims)
+    issued = await client.post("/api/actions", json={}, headers=bearer(token))
     assert issued.status_code == 401, issued.text
     assert issued.json()["code"] == "invalid_token"
     assert reason in issued.json()["detail"]
-    board = await client.get("/api/leaderboard", headers=_bearer(make_token("viewer")))
+    board = await client.get("/api/leaderboard", headers=bearer(make_token("viewer")))
     assert board.json()["leaderboard"] == []
 
 
@@ -176,9 +165,6 @@ async def _ws_close_code(server: ServerProcess, host: str, origin: str) -> int |
         writer.close()
 
 
-StartServer = Callable[..., ServerProcess]
-
-
 @pytest.mark.slow
 async def test_dns_rebinding_does_not_pass_the_origin_check(start_server: StartServer) -> None:
     """A page on evil.example, whose name now points at the server, sends Origin and Host
@@ -201,7 +187,7 @@ async def test_websocket_tickets_never_reach_the_log(start_server: StartServer) 
     tickets = []
     async with httpx.AsyncClient(base_url=server.url) as client:
         for _ in range(2):
-            response = await client.post("/api/ws-ticket", headers=_bearer(make_token("ann")))
+            response = await client.post("/api/ws-ticket", headers=bearer(make_token("ann")))
             assert response.status_code == 201
             tickets.append(response.json()["ticket"])
     for ticket, origin in zip(
@@ -235,7 +221,7 @@ async def test_a_nul_in_the_path_or_query_is_a_400_problem_never_a_500(
     path: str,
 ) -> None:
     admin = make_token("root", scopes=("scores:admin", "leaderboard:read"))
-    response = await client.get(path, headers=_bearer(admin))
+    response = await client.get(path, headers=bearer(admin))
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "validation_error"
     assert "Traceback" not in response.text
@@ -255,7 +241,7 @@ async def test_a_nul_in_a_body_text_on_postgres_is_a_400_and_changes_nothing(
     async with AsyncTestClient(app=create_app(settings)) as client:
         api = Api(client)
         await api.score("ann")
-        admin = _bearer(make_token("root", scopes=("scores:admin", "leaderboard:read")))
+        admin = bearer(make_token("root", scopes=("scores:admin", "leaderboard:read")))
         response = await client.post(
             "/api/admin/users/ann/adjust", json={"points": 5, "reason": "a\u0000b"}, headers=admin
         )
@@ -274,9 +260,9 @@ async def test_flag_evidence_is_bounded_whatever_the_request_carried(tmp_path: P
     )
     async with AsyncTestClient(app=create_app(settings)) as client:
         huge = "b" * 60_000
-        refused = await client.get(f"/api/boards/{huge}/leaderboard", headers=_bearer("junk"))
+        refused = await client.get(f"/api/boards/{huge}/leaderboard", headers=bearer("junk"))
         assert refused.status_code == 401
-        admin = _bearer(make_token("root", scopes=("scores:admin",)))
+        admin = bearer(make_token("root", scopes=("scores:admin",)))
         flags = (await client.get("/api/admin/flags", headers=admin)).json()["flags"]
     assert [flag["rule"] for flag in flags] == ["auth_failures"]
     evidence = flags[0]["evidence"]
@@ -293,7 +279,7 @@ async def test_admin_numbers_must_be_json_integers(
     """Litestar converts leniently: "5", 1.0 and 1e3 all passed as points."""
     api = Api(client)
     await api.score("ann")
-    admin = _bearer(make_token("root", scopes=("scores:admin", "leaderboard:read")))
+    admin = bearer(make_token("root", scopes=("scores:admin", "leaderboard:read")))
     response = await client.post(
         "/api/admin/users/ann/adjust", json={"points": points, "reason": "typo fix"}, headers=admin
     )
