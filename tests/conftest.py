@@ -44,6 +44,28 @@ class Backend:
         return env
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``one_backend`` runs on SQLite only: what it checks is decided before
+    any storage is touched (request validation, body size and content type, routing, scope
+    guards, CORS and OpenAPI settings), so PostgreSQL and Redis would only repeat it. (The
+    rate limiter every request passes first counts in Redis in the production shape; the other
+    tests cover it there.) Not for refusals that count or flag what they refuse (a bad token,
+    a forged or late ticket): those write. The PostgreSQL items are deselected, not skipped."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if item.get_closest_marker("one_backend") is None:
+            kept.append(item)
+            continue
+        params = getattr(item, "callspec", None)
+        if params is None or "backend" not in params.params:
+            raise pytest.UsageError(f"{item.nodeid} is marked one_backend but has no backend")
+        (kept if params.params["backend"] == "sqlite" else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     with temporary_database() as url:

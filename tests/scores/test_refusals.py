@@ -2,6 +2,8 @@
 
 Each refusal must be an RFC 9457 problem (``application/problem+json``) with the documented
 status and stable ``code``, never a 500, and must leave every score exactly as it was.
+Refusals decided before any storage is touched (body and query validation, body size,
+routing, scopes, the checks of a ticket request) are marked ``one_backend``: SQLite only.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ async def test_a_ticket_issued_5s_ago_with_10s_minimum_is_not_ready(api: Api) ->
     await assert_refused(api, response, 422, "action_not_ready")
 
 
+@pytest.mark.one_backend
 async def test_an_unknown_action_type_is_refused_on_issue(api: Api) -> None:
     alice = new_user()
     response = await api.client.post(
@@ -184,6 +187,7 @@ async def test_an_unknown_action_type_is_refused_on_issue(api: Api) -> None:
     assert body["knownTypes"] == ["big", "instant", "slow"]
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "action_type",
     [pytest.param("", id="empty"), pytest.param("x" * 65, id="too-long")],
@@ -262,6 +266,7 @@ async def test_the_ticket_owners_own_ticket_is_no_bearer_token(api: Api) -> None
     await assert_refused(api, response, 401, "invalid_token")
 
 
+@pytest.mark.one_backend
 async def test_a_token_without_scores_write_cannot_update(api: Api) -> None:
     alice = new_user()
     ticket = await api.issue(alice)
@@ -271,6 +276,7 @@ async def test_a_token_without_scores_write_cannot_update(api: Api) -> None:
     assert body["requiredScope"] == "scores:write"
 
 
+@pytest.mark.one_backend
 async def test_a_read_only_token_cannot_issue(api: Api) -> None:
     reader = make_token(new_user(), scopes=("leaderboard:read",))
     response = await api.client.post(ACTIONS, json={}, headers=bearer(reader))
@@ -278,6 +284,7 @@ async def test_a_read_only_token_cannot_issue(api: Api) -> None:
     assert body["requiredScope"] == "scores:write"
 
 
+@pytest.mark.one_backend
 async def test_a_scope_that_only_looks_like_scores_write_grants_nothing(api: Api) -> None:
     alice = new_user()
     ticket = await api.issue(alice)
@@ -333,6 +340,7 @@ async def test_a_timestamp_after_the_ticket_expires_is_refused_even_within_skew(
     await assert_refused(api, response, 422, "timestamp_out_of_window")
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "timestamp",
     [
@@ -358,6 +366,7 @@ async def test_a_timestamp_that_is_not_an_aware_iso_datetime_is_a_validation_err
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 async def test_a_numeric_unix_timestamp_is_a_validation_error(api: Api) -> None:
     alice = new_user()
     ticket = await api.issue(alice)
@@ -377,6 +386,7 @@ async def _raw_update(api: Api, user: str, content: bytes) -> httpx.Response:
     return await api.client.post(UPDATE, content=content, headers=headers)
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "content",
     [
@@ -402,12 +412,14 @@ async def test_a_body_that_is_not_a_json_object_is_a_validation_error(
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 async def test_a_body_with_invalid_utf8_is_a_validation_error(api: Api) -> None:
     content = b'{"actionId": "\xff\xfe", "timestamp": "2024-01-01T00:00:00Z"}'
     response = await _raw_update(api, new_user(), content)
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 async def test_a_missing_action_id_is_a_validation_error(api: Api) -> None:
     alice = new_user()
     response = await api.client.post(
@@ -416,6 +428,7 @@ async def test_a_missing_action_id_is_a_validation_error(api: Api) -> None:
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 async def test_a_missing_timestamp_is_a_validation_error(api: Api) -> None:
     alice = new_user()
     ticket = await api.issue(alice)
@@ -425,6 +438,7 @@ async def test_a_missing_timestamp_is_a_validation_error(api: Api) -> None:
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "extra",
     [
@@ -443,6 +457,7 @@ async def test_mass_assignment_on_update_is_refused(api: Api, extra: dict[str, A
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "extra",
     [
@@ -458,6 +473,7 @@ async def test_mass_assignment_on_issue_is_refused(api: Api, extra: dict[str, An
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "action_id",
     [
@@ -473,6 +489,7 @@ async def test_an_ill_typed_action_id_is_a_validation_error(api: Api, action_id:
     await assert_refused(api, response, 400, "validation_error")
 
 
+@pytest.mark.one_backend
 async def test_an_oversize_body_is_refused_with_413(api: Api) -> None:
     alice = new_user()
     ticket = await api.issue(alice)
@@ -482,6 +499,7 @@ async def test_an_oversize_body_is_refused_with_413(api: Api) -> None:
     await assert_refused(api, response, 413, "payload_too_large")
 
 
+@pytest.mark.one_backend
 async def test_an_oversize_issue_body_is_refused_with_413(api: Api) -> None:
     body = json.dumps({"type": "t" * 9000}).encode()
     headers = {**bearer(api.token(new_user())), "content-type": "application/json"}
@@ -492,6 +510,7 @@ async def test_an_oversize_issue_body_is_refused_with_413(api: Api) -> None:
 # --------------------------------------------------------------------------- routing
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("authenticated", [True, False], ids=["with-token", "anonymous"])
 @pytest.mark.parametrize("path", ["/api/nope", "/nope", "/api/scores", "/api/scores/update/x"])
 async def test_an_unknown_route_is_a_404_problem(api: Api, path: str, authenticated: bool) -> None:
@@ -500,6 +519,7 @@ async def test_an_unknown_route_is_a_404_problem(api: Api, path: str, authentica
     await assert_refused(api, response, 404, "not_found")
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
@@ -518,6 +538,7 @@ async def test_a_wrong_method_is_a_405_problem(
     assert allowed in response.headers["allow"]
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1.5", ""])
 async def test_an_out_of_range_leaderboard_limit_is_a_validation_error(
     api: Api, limit: str
@@ -574,6 +595,7 @@ async def test_a_service_token_issues_for_another_user_and_the_ticket_is_theirs(
     assert [(e["userId"], e["score"]) for e in board] == [(bob, 100)]
 
 
+@pytest.mark.one_backend
 async def test_a_user_token_cannot_issue_for_someone_else(api: Api) -> None:
     alice, bob = new_user(), new_user()
     response = await api.client.post(
@@ -592,6 +614,7 @@ async def test_a_user_token_may_name_itself_as_user_id(api: Api) -> None:
     assert claims_of(response.json()["actionId"])["sub"] == alice
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "user_id",
     [

@@ -11,10 +11,11 @@ mass assignment (test_ticket_attacks.py), flooding (test_flooding_attacks.py), t
 
 Most attacks run in-process on every backend of tests/conftest.py (SQLite, PostgreSQL, and
 PostgreSQL with Redis), through the ``api`` fixture or ``app_with`` for an app with other
-settings. Attacks that need real sockets, real concurrency or proxy headers run against
-``scoreboard serve`` processes (``start_server``), some in both shapes (``shape``). A test
-marked ``xfail(strict=True)`` is an attack that currently succeeds: its reason names the
-weakness and the fix.
+settings; those refused before any storage is touched are marked ``one_backend`` and run on
+SQLite only (tests/conftest.py). Attacks that need real sockets, real concurrency or proxy
+headers run against ``scoreboard serve`` processes (``start_server``), some in both shapes
+(``shape``). A test marked ``xfail(strict=True)`` is an attack that currently succeeds: its
+reason names the weakness and the fix.
 
 The fixtures the attack files share are here; their plain helpers are in tests/helpers.py
 (requests, refusals, what the database holds) and tests/tokens.py (tokens made by hand).

@@ -63,6 +63,7 @@ async def _hit_every_admin_route(
     return [f"{method} {path.replace(victim, '{user}')}" for method, path, _ in routes]
 
 
+@pytest.mark.one_backend
 async def test_every_admin_route_refuses_a_player_token(api: Api) -> None:
     player = make_token(new_user(), scopes=("leaderboard:read", "scores:write", "actions:issue"))
     seen = await _hit_every_admin_route(api, bearer(player), 403, "insufficient_scope")
@@ -77,11 +78,13 @@ async def test_every_admin_route_refuses_a_player_token(api: Api) -> None:
     } <= set(seen)
 
 
+@pytest.mark.one_backend
 async def test_every_admin_route_refuses_an_anonymous_caller(api: Api) -> None:
     seen = await _hit_every_admin_route(api, {}, 401, "invalid_token")
     assert len(seen) >= 7
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "claims",
     [
@@ -106,6 +109,7 @@ async def test_lookalike_admin_scopes_grant_nothing(api: Api, claims: dict[str, 
     await assert_refused(api, response, 403, "insufficient_scope", before)
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     ("path", "status", "code"),
     [

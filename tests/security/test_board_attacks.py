@@ -157,8 +157,8 @@ async def api(backend: Backend, tmp_path: Path) -> AsyncIterator[Api]:
 
 # Real `scoreboard serve` processes (tests/live/conftest.py), with the many-board catalog.
 # Refused at the door, before any storage is touched: one backend proves it (the attacks
-# that reach the database run on all three).
-VALIDATION_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+# that reach the database run on all three). See tests/conftest.py.
+VALIDATION_ONLY = pytest.mark.one_backend
 MANY_BOARDS = {"SCOREBOARD_ACTIONS_FILE": str(BOARDS_FILE)}
 
 

@@ -275,6 +275,7 @@ async def test_a_token_minted_for_another_service_of_the_same_idp_cannot_score(a
     await assert_refused(api, issue, 401, "invalid_token", before)
 
 
+@pytest.mark.one_backend
 async def test_the_dev_token_endpoint_mints_nothing_that_can_score(app_with: AppFactory) -> None:
     """/dev/token hands out tokens without a login. It exists only with the generated dev
     secret, and what it mints is read-only."""

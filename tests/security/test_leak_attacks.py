@@ -116,6 +116,7 @@ async def test_a_script_in_a_display_name_stays_inert_data(api: Api) -> None:
     assert len(before) == 1
 
 
+@pytest.mark.one_backend
 async def test_openapi_recon_is_closed_when_docs_are_disabled(app_with: AppFactory) -> None:
     async with app_with(openapi=False) as api:
         before = await api.leaderboard()
@@ -124,6 +125,7 @@ async def test_openapi_recon_is_closed_when_docs_are_disabled(app_with: AppFacto
             await assert_refused(api, response, 404, "not_found", before)
 
 
+@pytest.mark.one_backend
 async def test_a_cors_preflight_from_an_evil_origin_gets_no_grant(app_with: AppFactory) -> None:
     async with app_with(allowed_origins=["https://game.example"]) as api:
         before = await api.leaderboard()
@@ -147,6 +149,7 @@ async def test_a_cors_preflight_from_an_evil_origin_gets_no_grant(app_with: AppF
         assert good.headers["access-control-allow-origin"] == "https://game.example"
 
 
+@pytest.mark.one_backend
 async def test_a_refused_cors_preflight_is_a_problem_document(app_with: AppFactory) -> None:
     """Was an open finding (a text/plain 400 from Litestar's CORS middleware)."""
     async with app_with(allowed_origins=["https://game.example"]) as api:

@@ -239,6 +239,7 @@ async def test_parallel_replays_split_across_two_server_processes_score_once(
 # =========================================================================== mass assignment
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     "extra",
     [
@@ -273,6 +274,7 @@ async def test_client_chosen_points_or_owner_in_the_update_body_are_refused(
     assert {e["userId"]: e["score"] for e in await api.leaderboard()} == {rival: 10, attacker: 10}
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     ("field", "status", "code"),
     [
@@ -296,6 +298,7 @@ async def test_a_player_cannot_mint_tickets_for_an_accomplice(
         assert body["requiredScope"] == "actions:issue"
 
 
+@pytest.mark.one_backend
 @pytest.mark.parametrize(
     ("route", "body"),
     [
