@@ -178,6 +178,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 abuse=abuse,
                 scores=scores,
                 ranking=ranking,
+                broadcaster=broadcaster,
                 action_service=ActionService(catalog, signer, boards),
                 admin=AdminService(scores, abuse, abuse_repository, boards, broadcaster),
                 boards=boards,
