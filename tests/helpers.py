@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,6 +281,17 @@ def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["type"] == f"urn:scoreboard:problem:{code}", body
     assert "Traceback" not in response.text
     return body
+
+
+# A replay is 409 - or, past a blocking velocity rule, refused before the database with 429.
+REPLAY_REFUSALS: dict[int, str] = {409: "action_already_used", 429: "velocity_exceeded"}
+
+
+def problem_by_status(response: httpx.Response, codes: Mapping[int, str]) -> dict[str, Any]:
+    """The response is one of several problems, each status with its own ``code`` (see
+    ``problem``): for refusals whose status depends on a race, such as REPLAY_REFUSALS."""
+    assert response.status_code in codes, (sorted(codes), response.text)
+    return problem(response, response.status_code, codes[response.status_code])
 
 
 async def assert_refused(

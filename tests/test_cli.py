@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.helpers import JWT_SECRET
+from tests.helpers import JWT_SECRET, problem
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -183,13 +183,14 @@ async def test_dev_token_exists_only_with_the_generated_dev_secret(tmp_path: Pat
         me = await client.get("/api/leaderboard/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["userId"] == "alice"
         write = await client.post("/api/actions", headers={"Authorization": f"Bearer {token}"})
-        assert write.status_code == 403  # read-only
+        refused = problem(write, 403, "insufficient_scope")  # read-only
+        assert refused["requiredScope"] == "scores:write"
     configured = make_settings(database, tmp_path)
     async with AsyncTestClient(app=create_app(configured)) as client:
-        assert (await client.get("/dev/token", params={"user": "alice"})).status_code == 404
+        problem(await client.get("/dev/token", params={"user": "alice"}), 404, "not_found")
     production = make_settings(database, tmp_path, env="production")
     async with AsyncTestClient(app=create_app(production)) as client:
-        assert (await client.get("/dev/token", params={"user": "alice"})).status_code == 404
+        problem(await client.get("/dev/token", params={"user": "alice"}), 404, "not_found")
 
 
 def test_rebuild_cache_loads_redis_from_the_database(

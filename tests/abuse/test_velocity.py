@@ -31,6 +31,7 @@ from scoreboard.tables import abuse_flags, score_updates, suspensions
 from tests.conftest import served_by_redis
 from tests.helpers import (
     PEER_HEADER,
+    REPLAY_REFUSALS,
     Api,
     Peer,
     bearer,
@@ -39,6 +40,7 @@ from tests.helpers import (
     make_token,
     new_user,
     now_iso,
+    problem_by_status,
     settings_env,
 )
 from tests.helpers import problem as problem  # also imported from here by other test files
@@ -237,7 +239,7 @@ async def test_a_blocked_ticket_is_not_used_up(start: Start) -> None:
     assert retried.status_code == 200, retried.text
     assert retried.json()["newScore"] == 40
     # Once only: a replay is refused (429 while the window is full again, else 409).
-    assert (await api.complete(bot, ticket)).status_code in (409, 429)
+    problem_by_status(await api.complete(bot, ticket), REPLAY_REFUSALS)
     assert scores(await api.leaderboard()) == {bot: 40}
 
 
@@ -275,6 +277,9 @@ async def test_a_parallel_burst_cannot_outrun_a_blocking_rule(tmp_path: Path) ->
             responses = await asyncio.gather(*(api.complete(bot, t) for t in tickets))
             statuses = sorted(response.status_code for response in responses)
             assert set(statuses) <= {200, 429}, statuses
+            for response in responses:
+                if response.status_code == 429:
+                    problem(response, 429, "velocity_exceeded")
             accepted = statuses.count(200)
             assert scores(await api.leaderboard()) == {bot: 10 * accepted}
             # Exactly the limit: fewer would mean the rule refuses what it should let through.
@@ -604,28 +609,34 @@ async def _cors_refused(api: Api) -> httpx.Response:
     )
 
 
-RESPONSES: list[Any] = [
-    pytest.param(_ok, 200, id="200-ok"),
-    pytest.param(_created, 201, id="201-created"),
-    pytest.param(_bad_request, 400, id="400-unknown-field"),
-    pytest.param(_unauthorized, 401, id="401-no-token"),
-    pytest.param(_forbidden, 403, id="403-insufficient-scope"),
-    pytest.param(_not_found_by_handler, 404, id="404-unknown-flag"),
-    pytest.param(_too_large, 413, id="413-body-too-large"),
-    pytest.param(_unprocessable, 422, id="422-invalid-action"),
-    pytest.param(_user_rate_limited, 429, id="429-per-user"),
-    pytest.param(_unknown_route, 404, id="404-unknown-route"),
-    pytest.param(_wrong_method, 405, id="405-wrong-method"),
-    pytest.param(_cors_refused, 400, id="400-cors-refused"),
+RESPONSES: list[Any] = [  # each call, its status, and its problem's code if refused
+    pytest.param(_ok, 200, None, id="200-ok"),
+    pytest.param(_created, 201, None, id="201-created"),
+    pytest.param(_bad_request, 400, "validation_error", id="400-unknown-field"),
+    pytest.param(_unauthorized, 401, "invalid_token", id="401-no-token"),
+    pytest.param(_forbidden, 403, "insufficient_scope", id="403-insufficient-scope"),
+    pytest.param(_not_found_by_handler, 404, "not_found", id="404-unknown-flag"),
+    pytest.param(_too_large, 413, "payload_too_large", id="413-body-too-large"),
+    pytest.param(_unprocessable, 422, "invalid_action", id="422-invalid-action"),
+    pytest.param(_user_rate_limited, 429, "rate_limited", id="429-per-user"),
+    pytest.param(_unknown_route, 404, "not_found", id="404-unknown-route"),
+    pytest.param(_wrong_method, 405, "method_not_allowed", id="405-wrong-method"),
+    pytest.param(_cors_refused, 400, "cors_refused", id="400-cors-refused"),
 ]
 
 
-@pytest.mark.parametrize(("call", "status"), RESPONSES)
+@pytest.mark.parametrize(("call", "status", "code"), RESPONSES)
 async def test_security_headers_are_on_every_response(
-    hardened: Api, call: Callable[[Api], Awaitable[httpx.Response]], status: int
+    hardened: Api,
+    call: Callable[[Api], Awaitable[httpx.Response]],
+    status: int,
+    code: str | None,
 ) -> None:
     response = await call(hardened)
-    assert response.status_code == status, response.text
+    if code is None:
+        assert response.status_code == status, response.text
+    else:
+        problem(response, status, code)
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get(name) == value, (name, dict(response.headers))
 
@@ -672,7 +683,7 @@ async def test_cors_refuses_other_origins(hardened: Api, tmp_path: Path) -> None
         "/api/scores/update",
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
     )
-    assert preflight.status_code >= 400
+    problem(preflight, 400, "cors_refused")
     assert "access-control-allow-origin" not in preflight.headers
     simple = await hardened.client.get(
         "/api/leaderboard",

@@ -393,11 +393,15 @@ async def test_reset_sets_the_score_to_zero(api: Api, settings: Settings) -> Non
     assert (await api.score(user))["newScore"] == 10
 
 
-async def test_resetting_a_user_who_never_scored_does_not_invent_one(api: Api) -> None:
+async def test_resetting_a_user_who_never_scored_does_not_invent_one(
+    api: Api, settings: Settings
+) -> None:
     ghost = new_user()
     response = await admin_call(api, "POST", f"/api/admin/users/{ghost}/reset", {"reason": "typo"})
-    assert response.status_code == 404, response.text
+    problem(response, 404, "not_found")
     assert ghost not in board_of(await api.leaderboard())
+    assert await stored_score(settings, ghost) is None
+    assert await audit_rows(settings, ghost) == []  # a refused change leaves no audit row
 
 
 # --------------------------------------------------------------------------- suspend

@@ -410,7 +410,8 @@ async def test_an_unreachable_jwks_is_service_unavailable(
     v = jwks_verifier(tmp_path, f"http://127.0.0.1:{nothing_there}/jwks.json")
     with pytest.raises(ServiceUnavailable) as info:
         await v.verify(es256(ec_key, "ec-1"))
-    assert info.value.status == 503
+    assert (info.value.status, info.value.code) == (503, "service_unavailable")
+    assert int(info.value.headers["Retry-After"]) > 0  # the problem says when to retry
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from scoreboard.database import create_engine
 from scoreboard.tables import admin_audit, board_rollovers
 from tests.boards.test_boards_api import BOARDS_FILE
 from tests.conftest import Backend
-from tests.helpers import Api, MovableClock, bearer, make_token
+from tests.helpers import Api, MovableClock, bearer, make_token, problem
 
 ADMIN_ID = "boss"
 WEEKEND = {
@@ -52,6 +52,28 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 
 async def call(api: Api, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
     return await api.client.request(method, path, json=body, headers=admin())
+
+
+async def boards_listed(api: Api) -> dict[str, dict[str, Any]]:
+    """GET /api/boards, by id: each board's definition and status, without the fields that
+    move with the clock (``current``, ``readablePeriods``; a rollover shows in
+    ``rollovers``)."""
+    response = await api.client.get("/api/boards", headers=bearer(api.token("r")))
+    assert response.status_code == 200, response.text
+    timed = ("current", "readablePeriods")
+    return {
+        b["id"]: {k: v for k, v in b.items() if k not in timed} for b in response.json()["boards"]
+    }
+
+
+async def rollovers(settings: Settings) -> list[tuple[str, str, str]]:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(board_rollovers))).all()
+    finally:
+        await engine.dispose()
+    return [(r.board_id, r.closed_period, r.opened_period) for r in rows]
 
 
 async def board_audit(settings: Settings) -> list[dict[str, Any]]:
@@ -118,19 +140,20 @@ async def test_a_board_that_cannot_be_is_refused_and_nothing_changes(
     api: Api, settings: Settings, board: str, body: dict[str, Any], status: int, code: str
 ) -> None:
     response = await call(api, "PUT", f"/api/admin/boards/{board}", body)
-    assert response.status_code == status, response.text
-    assert response.json()["code"] == code
+    problem(response, status, code)
     listed = (await api.client.get("/api/boards", headers=bearer(api.token("r")))).json()
     assert "weekend2" not in {b["id"] for b in listed["boards"]}
     assert await board_audit(settings) == []
 
 
-async def test_a_boards_ranking_rules_never_change(api: Api) -> None:
+async def test_a_boards_ranking_rules_never_change(api: Api, settings: Settings) -> None:
     assert (await call(api, "PUT", "/api/admin/boards/weekend", WEEKEND)).status_code == 201
+    before = await boards_listed(api)
     for change in ({"operator": "best"}, {"order": "asc"}, {"reset": "daily"}):
         response = await call(api, "PUT", "/api/admin/boards/weekend", {**WEEKEND, **change})
-        assert response.status_code == 409
-        assert "never change" in response.json()["detail"]
+        assert "never change" in problem(response, 409, "board_conflict")["detail"]
+    assert await boards_listed(api) == before
+    assert [a["action"] for a in await board_audit(settings)] == ["board_create"]
 
 
 async def test_a_retired_board_takes_no_more_scores_and_its_last_period_stays_readable(
@@ -146,14 +169,13 @@ async def test_a_retired_board_takes_no_more_scores_and_its_last_period_stays_re
     current = await api.client.get(
         "/api/boards/weekend/leaderboard", headers=bearer(api.token("r"))
     )
-    assert current.status_code == 404
-    assert current.json()["code"] == "period_not_found"
+    problem(current, 404, "period_not_found")
     last = await api.board("weekend", period="previous")
     assert [(e["userId"], e["score"]) for e in last["leaderboard"]] == [("ann", 7)]
     # Retiring twice changes nothing; an unknown board is a 404.
     assert (await call(api, "DELETE", "/api/admin/boards/weekend", {"reason": "again"})).is_success
     missing = await call(api, "DELETE", "/api/admin/boards/nope", {"reason": "typo"})
-    assert missing.status_code == 404
+    problem(missing, 404, "board_not_found")
     actions = [a["action"] for a in await board_audit(settings)]
     assert actions == ["board_create", "board_retire"]
 
@@ -195,21 +217,31 @@ async def test_a_rollover_closes_the_period_now_and_freezes_it(
     }
 
 
-async def test_board_changes_need_the_admin_scope_and_a_reason(api: Api) -> None:
+async def test_board_changes_need_the_admin_scope_and_a_reason(
+    api: Api, settings: Settings
+) -> None:
     player = bearer(make_token("p", scopes=("scores:write", "leaderboard:read")))
+    before = await boards_listed(api)
     for method, path, body in [
         ("PUT", "/api/admin/boards/x", WEEKEND),
         ("DELETE", "/api/admin/boards/daily", {"reason": "because"}),
         ("POST", "/api/admin/boards/daily/rollover", {"reason": "because"}),
     ]:
         response = await api.client.request(method, path, json=body, headers=player)
-        assert response.status_code == 403
+        assert problem(response, 403, "insufficient_scope")["requiredScope"] == "scores:admin"
         no_reason = await call(api, method, path, {})
-        assert no_reason.status_code == 400
+        problem(no_reason, 400, "validation_error")
+    assert await boards_listed(api) == before  # no board created, changed or retired
+    assert await rollovers(settings) == []
+    assert await board_audit(settings) == []
     retired = await call(api, "DELETE", "/api/admin/boards/weekly", {"reason": "no more weeks"})
     assert retired.status_code == 200
+    after_retiring = await boards_listed(api)
     refused = await call(api, "POST", "/api/admin/boards/weekly/rollover", {"reason": "x-x"})
-    assert refused.status_code == 409
+    problem(refused, 409, "board_conflict")
+    assert await boards_listed(api) == after_retiring
+    assert await rollovers(settings) == []
+    assert [a["action"] for a in await board_audit(settings)] == ["board_retire"]
 
 
 async def test_a_file_board_that_clashes_with_a_runtime_one_stops_start_up(

@@ -22,7 +22,7 @@ from scoreboard.leaderboard.ranking import MemoryRanking
 from scoreboard.tables import board_periods, user_scores
 from tests.boards.test_boards_api import BOARDS_FILE
 from tests.conftest import Backend
-from tests.helpers import Api, MovableClock, bearer, settings_env
+from tests.helpers import Api, MovableClock, bearer, problem, settings_env
 
 # 12:00 UTC is 07:00 in New York: the middle of the daily board's day.
 DAYS = [datetime(2026, 12, d, 12, tzinfo=UTC) for d in (1, 2, 3)]
@@ -80,7 +80,7 @@ async def test_a_period_past_keep_periods_is_pruned_everywhere(
             params={"period": "2026-12-01"},
             headers=bearer(api.token("r")),
         )
-        assert gone.json()["code"] == "period_not_found"
+        problem(gone, 404, "period_not_found")
         kept = await api.board("daily", period="previous")
         assert [(e["userId"], e["score"]) for e in kept["leaderboard"]] == [
             ("ann", 10),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import Api, bearer, make_token
+from tests.helpers import Api, bearer, make_token, problem
 
 
 async def test_listing_follows_competition_ranking_and_first_to_reach(api: Api) -> None:
@@ -71,9 +71,7 @@ async def test_me_before_any_score_has_no_rank(api: Api) -> None:
 
 async def test_reading_needs_a_token_unless_public_read(api: Api) -> None:
     anonymous = await api.client.get("/api/leaderboard")
-    assert anonymous.status_code == 401
-    assert anonymous.json()["code"] == "invalid_token"
+    problem(anonymous, 401, "invalid_token")
     writer_only = make_token("w", scopes=("scores:write",))
     refused = await api.client.get("/api/leaderboard", headers=bearer(writer_only))
-    assert refused.status_code == 403
-    assert refused.json()["code"] == "insufficient_scope"
+    assert problem(refused, 403, "insufficient_scope")["requiredScope"] == "leaderboard:read"

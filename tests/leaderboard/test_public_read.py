@@ -7,7 +7,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from scoreboard.app import create_app
-from tests.helpers import make_settings
+from tests.helpers import make_settings, problem
 
 
 @pytest.fixture
@@ -24,6 +24,6 @@ async def test_public_read_serves_anonymous_readers_but_not_writers(
     assert board.status_code == 200
     assert board.json() == {"leaderboard": []}
     me = await public_client.get("/api/leaderboard/me")
-    assert me.status_code == 401
+    problem(me, 401, "invalid_token")
     write = await public_client.post("/api/actions", json={})
-    assert write.status_code == 401
+    problem(write, 401, "invalid_token")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import Api, new_user, now_iso, on_global
+from tests.helpers import Api, new_user, now_iso, on_global, problem
 
 
 async def test_completing_an_action_adds_its_points_and_ranks(api: Api) -> None:
@@ -18,8 +18,6 @@ async def test_a_replay_is_refused_and_scores_nothing(api: Api) -> None:
     action = await api.issue(alice)
     assert (await api.complete(alice, action)).status_code == 200
     replay = await api.complete(alice, action, now_iso())
-    assert replay.status_code == 409
-    assert replay.headers["content-type"] == "application/problem+json"
-    assert replay.json()["code"] == "action_already_used"
+    problem(replay, 409, "action_already_used")
     board = await api.leaderboard()
     assert [(e["userId"], e["score"]) for e in board] == [(alice, 10)]

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from scoreboard.app import create_app
 from scoreboard.config import InsecureSettingsError, Settings, looks_like_a_placeholder
-from tests.helpers import Api, bearer, make_settings, make_token
+from tests.helpers import Api, bearer, make_settings, make_token, problem
 from tests.live.conftest import StartServer
 from tests.live.wsclient import raw_upgrade
 from tests.postgres import temporary_database
@@ -54,8 +54,7 @@ async def test_a_scope_string_with_other_whitespace_grants_nothing_more(
     """Only U+0020 separates scopes (RFC 6749 3.3): `read<sep>scores:admin` is one odd scope."""
     token = make_token("mallory", scope=f"leaderboard:read{separator}scores:admin")
     response = await client.get("/api/admin/flags", headers=bearer(token))
-    assert response.status_code == 403, response.text
-    assert response.json()["code"] == "insufficient_scope"
+    assert problem(response, 403, "insufficient_scope")["requiredScope"] == "scores:admin"
     honest = make_token("mallory", scope="leaderboard:read scores:admin")
     assert (await client.get("/api/admin/flags", headers=bearer(honest))).status_code == 200
 
@@ -79,9 +78,7 @@ async def test_jwt_edge_cases_answer_401_and_score_nothing(
 ) -> None:
     token = make_token("mallory", scope="scores:write leaderboard:read", **claims)
     issued = await client.post("/api/actions", json={}, headers=bearer(token))
-    assert issued.status_code == 401, issued.text
-    assert issued.json()["code"] == "invalid_token"
-    assert reason in issued.json()["detail"]
+    assert reason in problem(issued, 401, "invalid_token")["detail"]
     board = await client.get("/api/leaderboard", headers=bearer(make_token("viewer")))
     assert board.json()["leaderboard"] == []
 
@@ -222,9 +219,7 @@ async def test_a_nul_in_the_path_or_query_is_a_400_problem_never_a_500(
 ) -> None:
     admin = make_token("root", scopes=("scores:admin", "leaderboard:read"))
     response = await client.get(path, headers=bearer(admin))
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "validation_error"
-    assert "Traceback" not in response.text
+    problem(response, 400, "validation_error")  # and no traceback
 
 
 @pytest.fixture
@@ -245,8 +240,7 @@ async def test_a_nul_in_a_body_text_on_postgres_is_a_400_and_changes_nothing(
         response = await client.post(
             "/api/admin/users/ann/adjust", json={"points": 5, "reason": "a\u0000b"}, headers=admin
         )
-        assert response.status_code == 400, response.text
-        assert response.json()["code"] == "validation_error"
+        problem(response, 400, "validation_error")
         history = await client.get("/api/admin/users/ann/history", headers=admin)
         assert history.json()["score"] == 10  # the adjustment did not happen
 
@@ -261,7 +255,7 @@ async def test_flag_evidence_is_bounded_whatever_the_request_carried(tmp_path: P
     async with AsyncTestClient(app=create_app(settings)) as client:
         huge = "b" * 60_000
         refused = await client.get(f"/api/boards/{huge}/leaderboard", headers=bearer("junk"))
-        assert refused.status_code == 401
+        problem(refused, 401, "invalid_token")
         admin = bearer(make_token("root", scopes=("scores:admin",)))
         flags = (await client.get("/api/admin/flags", headers=admin)).json()["flags"]
     assert [flag["rule"] for flag in flags] == ["auth_failures"]
@@ -283,8 +277,7 @@ async def test_admin_numbers_must_be_json_integers(
     response = await client.post(
         "/api/admin/users/ann/adjust", json={"points": points, "reason": "typo fix"}, headers=admin
     )
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "validation_error"
+    problem(response, 400, "validation_error")
     history = await client.get("/api/admin/users/ann/history", headers=admin)
     assert history.json()["score"] == 10
     exact = await client.post(

@@ -10,7 +10,6 @@ from tests.helpers import (
     ACTION_SECRET,
     ACTIONS,
     JWT_SECRET,
-    PROBLEM_JSON,
     UPDATE,
     Api,
     assert_refused,
@@ -21,6 +20,7 @@ from tests.helpers import (
     new_user,
     now_iso,
     post_update,
+    problem,
     real_client,
 )
 from tests.live.conftest import StartServer
@@ -77,8 +77,9 @@ async def test_the_server_logs_no_tokens_and_sends_no_version_banner(
             ),
             await client.get("/api/nope", headers=bearer(token)),
         ]
-        assert [r.status_code for r in responses] == [401, 422, 404]
-        assert await api.leaderboard() == []
+        expected = [(401, "invalid_token"), (422, "invalid_action"), (404, "not_found")]
+        for response, (status, code) in zip(responses, expected, strict=True):
+            await assert_refused(api, response, status, code)  # and the board is still empty
     for response in responses:
         assert "server" not in response.headers
         assert "x-powered-by" not in response.headers
@@ -137,7 +138,7 @@ async def test_a_cors_preflight_from_an_evil_origin_gets_no_grant(app_with: AppF
                 "Access-Control-Request-Headers": "authorization, content-type",
             },
         )
-        assert evil.status_code == 400
+        problem(evil, 400, "cors_refused")
         assert "access-control-allow-origin" not in evil.headers
         assert "access-control-allow-credentials" not in evil.headers
         assert await api.leaderboard() == before
@@ -157,9 +158,7 @@ async def test_a_refused_cors_preflight_is_a_problem_document(app_with: AppFacto
             UPDATE,
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
-        assert response.status_code == 400
-        assert response.headers["content-type"] == PROBLEM_JSON
-        assert response.json()["code"] == "cors_refused"
+        problem(response, 400, "cors_refused")
         assert "access-control-allow-origin" not in response.headers
         allowed = await api.client.options(
             UPDATE,
@@ -181,8 +180,10 @@ async def test_refusals_from_the_auth_and_rate_limit_layers_carry_the_security_h
         unknown = await api.client.get("/api/nope")
         await api.client.get("/api/leaderboard", headers=bearer(api.token("a")))
         limited = await api.client.get("/api/leaderboard", headers=bearer(api.token("a")))
-        statuses = [r.status_code for r in (handler_refusal, bad_token, unknown, limited)]
-        assert statuses == [422, 401, 404, 429]
+        problem(handler_refusal, 422, "unknown_action_type")
+        problem(bad_token, 401, "invalid_token")
+        problem(unknown, 404, "not_found")
+        problem(limited, 429, "rate_limited")
         for response in (handler_refusal, bad_token, unknown, limited):
             assert response.headers.get("x-content-type-options") == "nosniff", response.status_code
             assert response.headers.get("x-frame-options") == "DENY"
