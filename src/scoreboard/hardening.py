@@ -53,30 +53,41 @@ def security_headers(*, hsts: bool) -> Callable[[Message, Scope], Awaitable[None
 REFUSED_PREFLIGHT = "_scoreboard_refused_preflight"
 
 
-def _preflight_problem(path: str) -> bytes:
+def _problem(status: int, code: str, title: str, detail: str, path: str) -> bytes:
     return json.dumps(
         {
-            "type": "urn:scoreboard:problem:cors_refused",
-            "title": "Cross-origin request refused",
-            "status": 400,
-            "detail": "the preflight was refused: this origin, method or header is not allowed",
-            "code": "cors_refused",
+            "type": f"urn:scoreboard:problem:{code}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
             "instance": path,
         }
     ).encode()
 
 
+def _replacement(status: int, content_type: str, scope: Scope) -> bytes | None:
+    """The problem document for a refusal Litestar answers in another format, if this is one."""
+    path = scope.get("path", "")
+    if status == 400 and scope.get("method") == "OPTIONS" and content_type.startswith("text/plain"):
+        # Litestar's CORS middleware refuses a preflight with a text/plain 400.
+        detail = "the preflight was refused: this origin, method or header is not allowed"
+        return _problem(400, "cors_refused", "Cross-origin request refused", detail, path)
+    if status == 404 and path.startswith("/schema") and content_type.startswith("text/html"):
+        # Litestar's OpenAPI router answers unknown paths under /schema with an HTML page.
+        return _problem(404, "not_found", "Not found", "Not Found", path)
+    return None
+
+
 async def refused_preflight_as_problem(message: Message, scope: Scope) -> None:
-    """Litestar's CORS middleware refuses a preflight with a text/plain 400; every other
-    refusal is a problem document, so this one is too (nothing is granted either way)."""
+    """Every refusal is a problem document: also a refused CORS preflight and an unknown page
+    under /schema, which Litestar answers as text and HTML (nothing is granted either way)."""
     state: Any = scope
     if message["type"] == "http.response.start":
-        if message["status"] != 400 or scope.get("method") != "OPTIONS":
-            return
         headers = MutableScopeHeaders.from_message(message)
-        if not headers.get("content-type", "").startswith("text/plain"):
+        body = _replacement(message["status"], headers.get("content-type", ""), scope)
+        if body is None:
             return
-        body = _preflight_problem(scope.get("path", ""))
         state[REFUSED_PREFLIGHT] = body
         headers["content-type"] = PROBLEM_JSON
         headers["content-length"] = str(len(body))

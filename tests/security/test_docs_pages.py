@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from scoreboard.app import create_app
 from scoreboard.hardening import API_CSP, DOCS_CSP
 from scoreboard.web.docs import SWAGGER_UI_VERSION
-from tests.helpers import make_settings
+from tests.helpers import make_settings, problem
 
 pytest_plugins = ["tests.node_tools"]
 
@@ -62,11 +62,11 @@ async def test_docs_pages_are_off_in_production_unless_asked_for(
             assert swagger.headers["content-type"].startswith("text/html")
             assert root.text == swagger.text
         else:
-            assert swagger.status_code == 404
+            problem(swagger, 404, "not_found")  # a problem document like every refusal
             assert "swagger" not in root.text.lower()
-        for path in CDN_PAGES:  # Litestar's CDN-loading pages are never served
+        for path in (*CDN_PAGES, "/schema/nope"):  # Litestar's CDN-loading pages: never
             response = await client.get(path)
-            assert response.status_code == 404, path
+            problem(response, 404, "not_found")
             assert "cdn" not in response.text
             assert "unpkg" not in response.text
         # The schema itself stays: generated clients and gateways read it.
