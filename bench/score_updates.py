@@ -22,6 +22,9 @@ actions_per_minute) are turned off in every run, as the players are machines on 
 other abuse rules keep their defaults. Tickets and their timestamps are made when a run
 starts, so a run must stay within the clock skew (30 s) and the tickets' 60 s.
 
+``--metrics-cost`` also runs 1 board with the Prometheus metrics off (SCOREBOARD_METRICS=false)
+and on, alternating, and prints their ratio: what the metrics cost the update path.
+
 Run: `make bench`, or `.venv/bin/python bench/score_updates.py --production --seconds 5`.
 """
 
@@ -181,7 +184,12 @@ def check_boards(port: int, boards: int) -> None:
 
 
 def measure_scoreboard(
-    production: bool, boards: int, work: Path, requests: Path, args: argparse.Namespace
+    production: bool,
+    boards: int,
+    work: Path,
+    requests: Path,
+    args: argparse.Namespace,
+    metrics: bool = True,
 ) -> dict[str, float]:
     with fresh_backend(production, boards, work) as (database, redis_prefix):
         port = free_port()
@@ -192,6 +200,7 @@ def measure_scoreboard(
             SCOREBOARD_LOG_LEVEL="warning",
             SCOREBOARD_ACTIONS_FILE=str(actions_file(boards)),
             SCOREBOARD_ABUSE_RULES=json.dumps({rule: {"policy": "off"} for rule in ABUSE_OFF}),
+            SCOREBOARD_METRICS="true" if metrics else "false",
         )
         if redis_prefix:
             env |= {"SCOREBOARD_REDIS_URL": REDIS_URL, "SCOREBOARD_REDIS_PREFIX": redis_prefix}
@@ -222,6 +231,23 @@ def measure_shape(
         for n in boards:
             runs[n].append(measure_scoreboard(production, n, work, requests, args))
     return {n: sorted(done, key=lambda run: run["rps"])[len(done) // 2] for n, done in runs.items()}
+
+
+def measure_metrics_cost(
+    production: bool, work: Path, requests: Path, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float]]:
+    """1 board with metrics on and off (SCOREBOARD_METRICS=false), alternating ``--repeat``
+    times; the median run of each stands."""
+    on: list[dict[str, float]] = []
+    off: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        on.append(measure_scoreboard(production, 1, work, requests, args, metrics=True))
+        off.append(measure_scoreboard(production, 1, work, requests, args, metrics=False))
+
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
+
+    return median(on), median(off)
 
 
 def measure_hello(requests: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -287,6 +313,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of each (shape, boards); the median stands"
     )
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="also measure 1 board with SCOREBOARD_METRICS=false: the cost of the metrics",
+    )
     return parser.parse_args()
 
 
@@ -306,8 +337,19 @@ def main() -> None:
             shape: measure_shape(production, boards, work, requests, args)
             for shape, production in shapes.items()
         }
+        costs = {
+            shape: measure_metrics_cost(production, work, requests, args)
+            for shape, production in shapes.items()
+            if args.metrics_cost
+        }
         commits = commit_floor(work, 3000)
     report(args, hello, commits, results)
+    for shape, (on, off) in costs.items():
+        print(f"\n{shape}: the cost of the metrics (1 board)")
+        line("  metrics on", on)
+        line("  metrics off (SCOREBOARD_METRICS=false)", off)
+        detail = f"req/s   p50 x{on['p50'] / off['p50']:.2f}   p99 x{on['p99'] / off['p99']:.2f}"
+        ratio("  ratio  metrics on / off", on["rps"] / off["rps"], detail)
 
 
 def report(

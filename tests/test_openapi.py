@@ -80,6 +80,7 @@ OPERATIONS = {
     ("POST", "/api/ws-ticket"): "issueWsTicket",
     ("GET", "/healthz"): "getHealth",
     ("GET", "/readyz"): "getReadiness",
+    ("GET", "/metrics"): "getMetrics",
     ("GET", "/api/admin/flags"): "listFlags",
     ("POST", "/api/admin/flags/{flag_id}/resolve"): "resolveFlag",
     ("GET", "/api/admin/users/{user_id}/history"): "getUserHistory",

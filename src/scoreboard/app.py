@@ -21,6 +21,8 @@ from scoreboard import __version__
 from scoreboard.abuse.repository import AbuseRepository
 from scoreboard.abuse.rules import configured_rules
 from scoreboard.abuse.service import AbuseService
+from scoreboard.abuse.webhook import FlagWebhook
+from scoreboard.access import wrap
 from scoreboard.actions.catalog import load_catalog
 from scoreboard.actions.endpoints import issue_action
 from scoreboard.actions.service import ActionService
@@ -50,6 +52,8 @@ from scoreboard.leaderboard.service import LeaderboardService
 from scoreboard.live.broadcaster import Event
 from scoreboard.live.endpoints import asyncapi_document, issue_ws_ticket, live_leaderboard
 from scoreboard.live.hub import Hub
+from scoreboard.metrics import Metrics
+from scoreboard.monitoring import AvailabilityProbe, MetricsPort, metrics_route
 from scoreboard.openapi_examples import add_examples
 from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
 from scoreboard.records import BoardsChanged
@@ -113,6 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     catalog = load_catalog(settings.actions_file)
     rules = configured_rules(settings.abuse_rules)
     signer = TicketSigner(keys)
+    metrics = Metrics("production" if settings.redis_url else "embedded", enabled=settings.metrics)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -120,6 +125,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             engine = create_engine(settings.resolved_database_url)
             stack.push_async_callback(_bounded, engine.dispose, "engine")
             await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
+            if settings.metrics and settings.metrics_port is not None:
+                port = MetricsPort(metrics, settings.host, settings.metrics_port)
+                port.start()
+                stack.push_async_callback(_bounded, port.stop, "metrics port")
 
             board_repository = BoardRepository(engine)
             boards = BoardRegistry(catalog.boards, catalog.feeds, board_repository, clock)
@@ -134,15 +143,28 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 key_prefix=f"{settings.redis_prefix}limits",
                 # Redis limits share the service's bounded pool, unless stored elsewhere.
                 pool=redis.connection_pool if redis and not settings.rate_limit_storage else None,
+                metrics=metrics,
             )
             abuse_repository = AbuseRepository(engine)
-            abuse = AbuseService(rules, limiter, abuse_repository)
+            webhook = None
+            if settings.alert_webhook_url:
+                secret = settings.alert_webhook_secret
+                webhook = FlagWebhook(
+                    settings.alert_webhook_url,
+                    metrics,
+                    secret=secret.get_secret_value() if secret else None,
+                )
+                await webhook.start()
+                stack.push_async_callback(_bounded, webhook.stop, "alert webhook")
+            abuse = AbuseService(
+                rules, limiter, abuse_repository, metrics, webhook.offer if webhook else None
+            )
             await abuse.start()
             stack.push_async_callback(_bounded, abuse.stop, "abuse")
 
-            repository = ScoreRepository(engine, boards)
+            repository = ScoreRepository(engine, boards, metrics=metrics)
             shared = await stack.enter_async_context(
-                shared_backends(settings, engine, repository, boards, redis)
+                shared_backends(settings, engine, repository, boards, redis, metrics)
             )
             ranking, broadcaster, ws_tickets = shared.ranking, shared.broadcaster, shared.tickets
             leaderboard = LeaderboardService(ranking, boards)
@@ -152,6 +174,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 interval=settings.broadcast_interval,
                 max_per_user=settings.ws_max_per_user,
                 max_per_ip=settings.ws_max_per_ip,
+                metrics=metrics,
             )
 
             async def on_event(event: Event) -> None:
@@ -170,8 +193,22 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             stack.push_async_callback(_bounded, repository.stop, "score writer", 30)
 
             scores = ScoreService(
-                signer, repository, ranking, broadcaster, abuse, boards, settings.clock_skew
+                signer,
+                repository,
+                ranking,
+                broadcaster,
+                abuse,
+                boards,
+                settings.clock_skew,
+                metrics,
             )
+            metrics.show(
+                boards=[entry.id for entry in boards.entries()],
+                limits=[rate.name for rate in Rates.from_settings(settings).all()],
+            )
+            probe = AvailabilityProbe(metrics, engine, shared.redis, boards)
+            await probe.start()
+            stack.push_async_callback(_bounded, probe.stop, "availability probe")
             app.state.update(
                 engine=engine,
                 rate_limiter=limiter,
@@ -197,7 +234,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             allow_origins=settings.allowed_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "If-None-Match"],
-            expose_headers=["ETag", "Retry-After", "RateLimit", "RateLimit-Policy"],
+            expose_headers=["ETag", "Retry-After", "RateLimit", "RateLimit-Policy", "X-Request-ID"],
             max_age=600,
         )
         if settings.allowed_origins
@@ -219,6 +256,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             AdminController,
             *web_handlers(settings, keys),
             *([asyncapi_document] if settings.openapi else []),
+            *([metrics_route] if settings.metrics and settings.metrics_port is None else []),
         ],
         lifespan=[lifespan],
         state=State(
@@ -227,6 +265,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 "key_material": keys,
                 "token_verifier": TokenVerifier(settings, keys),
                 "rates": Rates.from_settings(settings),
+                "metrics": metrics,
             }
         ),
         # Dependency names must not be field names of a request body: Litestar takes a
@@ -260,7 +299,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         request_max_body_size=settings.max_body_size,
         request_class=ScoreboardRequest,
         debug=False,
+        logging_config=None,  # scoreboard.logging configures it (one stream, JSON in production)
     )
+    # Access log, X-Request-ID and latency for every request, 404s and refusals included.
+    wrap(app, metrics.http_duration, access_log=settings.access_log)
     if settings.openapi:
         add_examples(app.openapi_schema)
     return app

@@ -9,6 +9,7 @@ from functools import partial
 from secrets import token_urlsafe
 from typing import Annotated
 
+import structlog
 import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -34,6 +35,7 @@ from scoreboard.records import BoardPeriod
 from scoreboard.server import make_server
 from scoreboard.shapes import redis_client
 
+log = structlog.get_logger("scoreboard")
 cli = typer.Typer(
     help="Scoreboard: secure score updates and a live leaderboard.",
     no_args_is_help=True,
@@ -99,9 +101,12 @@ def serve(
         app = create_app(settings)
         asyncio.run(_with_engine(settings, _prepare(settings)))
     except (ValueError, OSError, SchemaNotCurrentError, SQLAlchemyError) as exc:
-        typer.secho(f"cannot start: {exc}", err=True, fg="red")
+        if settings.resolved_log_format == "json":  # one JSON stream, even for this
+            log.error("cannot_start", error=str(exc))
+        else:
+            typer.secho(f"cannot start: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
-    typer.echo(f"Scoreboard listening on http://{settings.host}:{settings.port}", err=True)
+    log.info("listening", url=f"http://{settings.host}:{settings.port}")
     make_server(app, settings).run()
 
 

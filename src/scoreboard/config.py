@@ -111,8 +111,13 @@ class Settings(BaseSettings):
     rate_limit_updates: str = "120/minute"
     rate_limit_ws_connect: str = "60/minute"
     abuse_rules: dict[str, RuleSetting] = Field(default_factory=dict)
+    metrics: bool = True
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["console", "json"] | None = None
+    access_log: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -124,6 +129,13 @@ class Settings(BaseSettings):
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
                 f"(got {url.split('://', 1)[0]}://...)"
             )
+        return url
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
         return url
 
     @field_validator("redis_prefix")

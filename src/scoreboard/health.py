@@ -70,7 +70,7 @@ async def readyz(
             status="ok",
             database="ok" if await ping(engine) else "unavailable",
             writer="ok" if repository.is_running else "stopped",
-            redis=None if redis is None else ("ok" if await _redis_ok(redis) else "unavailable"),
+            redis=None if redis is None else ("ok" if await redis_ok(redis) else "unavailable"),
         )
         if health.database != "ok" or health.writer != "ok" or health.redis == "unavailable":
             health.status = "degraded"
@@ -104,7 +104,7 @@ class Readiness:
             self._answer, self._at = done.result(), time.monotonic()
 
 
-async def _redis_ok(redis: Redis) -> bool:
+async def redis_ok(redis: Redis) -> bool:
     try:
         return bool(await redis.ping())
     except RedisError:

@@ -26,6 +26,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from scoreboard.config import Settings
 from scoreboard.errors import ScoreboardError
+from scoreboard.metrics import Metrics
 
 log = structlog.get_logger("scoreboard.ratelimit")
 
@@ -61,8 +62,13 @@ class RateLimited(ScoreboardError):
 
 class RateLimiter:
     def __init__(
-        self, storage_url: str, key_prefix: str = "scoreboard:limits", pool: Any = None
+        self,
+        storage_url: str,
+        key_prefix: str = "scoreboard:limits",
+        pool: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         # The async flavour of any limits storage URL: memory://, redis://... Keys go under
         # the service's own prefix, so deployments sharing a Redis never share counters.
         # With ``pool`` (the service's redis-py pool) the counters use its connections.
@@ -100,6 +106,7 @@ class RateLimiter:
             reset_in, remaining = stats.reset_time - time.time(), stats.remaining
         except Exception:
             reset_in, remaining = float(rate.window), 0
+        self._metrics.rate_limited.labels(rate.name).inc()
         raise RateLimited(rate, reset_in, remaining)
 
     async def reset(self) -> None:
@@ -115,6 +122,9 @@ class Rates:
     updates_per_user: Rate
     ws_connects_per_ip: Rate
 
+    def all(self) -> tuple[Rate, ...]:
+        return (self.per_ip, self.actions_per_user, self.updates_per_user, self.ws_connects_per_ip)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Rates:
         return cls(
@@ -129,7 +139,7 @@ class PerAddressLimit(ASGIMiddleware):
     """Every HTTP request counts against its client address (probes excepted)."""
 
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = ("^/healthz$", "^/readyz$")
+    exclude_path_pattern = ("^/healthz$", "^/readyz$", "^/metrics$")
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         state = scope["litestar_app"].state

@@ -78,7 +78,12 @@ def uvicorn_config(app: Litestar, settings: Settings) -> uvicorn.Config:
         forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         lifespan="on",
         server_header=False,
+        # The access log is the app's own (scoreboard.access: route template, request id,
+        # user, no query); uvicorn's would print the raw path with its query.
         access_log=False,
+        # uvicorn's loggers keep no handlers of their own: their records reach the root
+        # handler of scoreboard.logging, rendered like every other line (JSON in production).
+        log_config=None,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )

@@ -31,6 +31,7 @@ from scoreboard.live.broadcaster import Broadcaster, LocalBroadcaster
 from scoreboard.live.redis_broadcaster import RedisBroadcaster
 from scoreboard.live.redis_tickets import RedisWsTicketStore
 from scoreboard.live.tickets import MemoryWsTicketStore, WsTicketStore
+from scoreboard.metrics import Metrics
 from scoreboard.scores.repository import ScoreRepository
 
 log = structlog.get_logger("scoreboard.redis")
@@ -117,6 +118,7 @@ async def shared_backends(
     repository: ScoreRepository,
     boards: BoardRegistry,
     redis: Redis | None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[SharedBackends]:
     """What the instances share. ``redis`` (from ``redis_client``) stays the caller's to
     close."""
@@ -140,6 +142,7 @@ async def shared_backends(
         clock=boards.clock,
         audit_users=settings.cache_audit_users,
         grace=timedelta(seconds=settings.cache_grace),
+        metrics=metrics,
     )
     broadcaster = RedisBroadcaster(redis, prefix)
     pool = redis.connection_pool

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import limits
@@ -15,6 +17,7 @@ import structlog
 from scoreboard.abuse.repository import AbuseRepository, AdminNote
 from scoreboard.abuse.rules import Policy, Rule
 from scoreboard.errors import ScoreboardError
+from scoreboard.metrics import Metrics
 from scoreboard.ratelimit import Rate, RateLimiter
 
 log = structlog.get_logger("scoreboard.abuse")
@@ -57,8 +60,17 @@ def _rate(rule: Rule) -> Rate:
 
 class AbuseService:
     def __init__(
-        self, rules: dict[str, Rule], limiter: RateLimiter, repository: AbuseRepository
+        self,
+        rules: dict[str, Rule],
+        limiter: RateLimiter,
+        repository: AbuseRepository,
+        metrics: Metrics | None = None,
+        on_flag: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
+        self._on_flag = on_flag  # told of each new flag; must not wait (see abuse.webhook)
+        for name in rules:  # every rule shows in a scrape, at 0 until it trips
+            self._metrics.abuse_flags.labels(name)
         self._rules = rules
         self._limiter = limiter
         self._repository = repository
@@ -160,6 +172,7 @@ class AbuseService:
         # One flag per rule and user (or address) per window, however often it trips.
         once = Rate(f"flagged:{rule.name}", limits.RateLimitItemPerSecond(1, int(rule.window)))
         if await self._limiter.hit(once, user_id or f"ip:{client_ip}"):
+            self._metrics.abuse_flags.labels(rule.name).inc()
             log.warning(
                 "abuse_flag",
                 rule=rule.name,
@@ -169,11 +182,25 @@ class AbuseService:
                 evidence=evidence,
             )
             try:
-                await self._repository.add_flag(
+                flag_id = await self._repository.add_flag(
                     user_id, client_ip, rule.name, rule.policy.value, evidence
                 )
             except Exception:
                 log.exception("abuse_flag_not_saved", rule=rule.name, user=user_id)
+            else:
+                if self._on_flag is not None:
+                    self._on_flag(
+                        {
+                            "id": flag_id,
+                            "rule": rule.name,
+                            "policy": rule.policy.value,
+                            "description": rule.description,
+                            "userId": user_id,
+                            "clientIp": client_ip,
+                            "evidence": evidence,
+                            "createdAt": datetime.now(UTC).isoformat(),
+                        }
+                    )
         if rule.policy is Policy.SUSPEND and user_id is not None:
             await self.suspend(
                 user_id, f"rule {rule.name}: {rule.description}", f"rule:{rule.name}"

@@ -41,6 +41,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             verifier: TokenVerifier = connection.app.state.token_verifier
             return AuthenticationResult(user=await verifier.verify(token), auth=token)
         except InvalidToken as refusal:
+            connection.app.state.metrics.auth_failures.inc()
             ip = connection.client.host if connection.client else None
             evidence = {"detail": refusal.detail, "path": connection.url.path}
             await connection.app.state.abuse.observe("auth_failures", None, ip, evidence)

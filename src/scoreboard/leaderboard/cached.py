@@ -43,11 +43,13 @@ from scoreboard.leaderboard.drift import judge, structure_problem
 from scoreboard.leaderboard.ranking import Applied, Neighbourhood, RankedEntry
 from scoreboard.leaderboard.redis_ranking import LOAD_BATCH, RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
+from scoreboard.metrics import Metrics
 from scoreboard.records import BoardPeriod, UserScore
 
 log = structlog.get_logger("scoreboard.cache")
 T = TypeVar("T")
 STALE_RETRY = 1.0
+READ_OPERATIONS = ("revision", "top", "total", "rank", "around")
 GRACE = timedelta(seconds=30)  # a change this recent may still be on its way to Redis
 CHUNK = 200  # users per look: a few ms of Python between two awaits
 READ_CHUNK = 500  # users per read of the rolling audit (fewer database round trips)
@@ -94,7 +96,15 @@ class CachedRanking:
         clock: Clock = system_clock,
         audit_users: int = AUDIT_USERS,
         grace: timedelta = GRACE,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics = metrics or Metrics()
+        reads = metrics.cache_reads
+        self._counts = {
+            (op, result): reads.labels(op, result)
+            for op in READ_OPERATIONS
+            for result in ("hit", "miss", "fallback")
+        }
         self._cache = cache
         self._database = database
         self._committed = committed
@@ -130,13 +140,24 @@ class CachedRanking:
                     await self._task
 
     async def _read(
-        self, from_cache: Callable[[], Awaitable[T]], from_db: Callable[[], Awaitable[T]]
+        self,
+        operation: str,
+        from_cache: Callable[[], Awaitable[T]],
+        from_db: Callable[[], Awaitable[T]],
     ) -> T:
+        """From Redis (a hit); from the database when Redis fails now (a miss) or failed
+        recently and has not been checked since (a fallback)."""
         if not self.stale:
             try:
-                return await from_cache()
+                answer = await from_cache()
             except RedisError as exc:
                 self._mark_stale(exc)
+                self._counts[operation, "miss"].inc()
+            else:
+                self._counts[operation, "hit"].inc()
+                return answer
+        else:
+            self._counts[operation, "fallback"].inc()
         return await from_db()
 
     def _mark_stale(self, exc: BaseException) -> None:
@@ -144,6 +165,7 @@ class CachedRanking:
             log.warning("cache_unavailable", error=type(exc).__name__)
         self.failures += 1
         self.stale = True
+        self._metrics.cache_stale.set(1)
         self._writable = False
         # What was checked stays checked: a Redis that lost data has a new run_id (a restart
         # or a failover), and the changes made meanwhile are in the audit log.
@@ -151,37 +173,45 @@ class CachedRanking:
 
     async def revision(self, key: BoardPeriod) -> int:
         return await self._read(
-            lambda: self._cache.revision(key), lambda: self._database.revision(key)
+            "revision", lambda: self._cache.revision(key), lambda: self._database.revision(key)
         )
 
     async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]:
         return await self._read(
+            "top",
             lambda: self._cache.top(key, limit, offset),
             lambda: self._database.top(key, limit, offset),
         )
 
     async def total(self, key: BoardPeriod) -> int:
-        return await self._read(lambda: self._cache.total(key), lambda: self._database.total(key))
+        return await self._read(
+            "total", lambda: self._cache.total(key), lambda: self._database.total(key)
+        )
 
     async def rank_for(self, key: BoardPeriod, score: int) -> int:
         return await self._read(
-            lambda: self._cache.rank_for(key, score), lambda: self._database.rank_for(key, score)
+            "rank",
+            lambda: self._cache.rank_for(key, score),
+            lambda: self._database.rank_for(key, score),
         )
 
     async def rank_of(self, key: BoardPeriod, user_id: str) -> RankedEntry | None:
         return await self._read(
+            "rank",
             lambda: self._cache.rank_of(key, user_id),
             lambda: self._database.rank_of(key, user_id),
         )
 
     async def ranks_of(self, key: BoardPeriod, user_ids: Sequence[str]) -> list[RankedEntry]:
         return await self._read(
+            "rank",
             lambda: self._cache.ranks_of(key, user_ids),
             lambda: self._database.ranks_of(key, user_ids),
         )
 
     async def around(self, key: BoardPeriod, user_id: str, span: int) -> Neighbourhood | None:
         return await self._read(
+            "around",
             lambda: self._cache.around(key, user_id, span),
             lambda: self._database.around(key, user_id, span),
         )
@@ -250,6 +280,7 @@ class CachedRanking:
         if self.stale:
             log.info("cache_ready", periods=len(readable))
         self.stale = False
+        self._metrics.cache_stale.set(0)
         self._writable = True
         return found
 
@@ -282,6 +313,7 @@ class CachedRanking:
             if not mine:
                 return None
             findings = Findings()
+            self._metrics.cache_checks.inc()
             try:
                 try:
                     await self._look_through(key, changed, full, findings)
@@ -295,6 +327,7 @@ class CachedRanking:
                 if not await self._rebuild(key, findings.rebuilt):
                     return None  # another instance is rebuilding it: not checked here
             if findings.found:
+                self._metrics.cache_drift.inc(findings.found)
                 log.warning(
                     "cache_drift",
                     board=key.board,
@@ -394,7 +427,10 @@ class CachedRanking:
             if not mine:
                 return False
             log.warning("cache_rebuild", board=key.board, period=key.period, reason=reason)
+            began = time.perf_counter()
             users = await self._cache.load(key, self._committed.stream(key, LOAD_BATCH))
+            self._metrics.cache_rebuilds.inc()
+            self._metrics.cache_rebuild_duration.observe(time.perf_counter() - began)
             log.info("cache_rebuilt", board=key.board, period=key.period, users=users)
             return True
 

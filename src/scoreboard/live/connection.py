@@ -39,6 +39,8 @@ class LiveConnection:
     )
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _closed: bool = False
+    close_code: int | None = None  # how it ended: ours, the peer's, or None (it vanished)
+    too_slow: bool = False
 
     def offer_board(self, board: str, frame: str) -> None:
         """Latest wins per board: an unsent older snapshot is simply replaced."""
@@ -86,6 +88,7 @@ class LiveConnection:
                         await self.socket.send_text(frame)
                 except TimeoutError:
                     log.info("ws_client_too_slow", connection=self.id)
+                    self.too_slow = True
                     await self.close(CloseCode.TRY_AGAIN, "too slow to keep up; reconnect")
                     return
 
@@ -95,12 +98,19 @@ class LiveConnection:
         if self._closed:
             return
         self._closed = True
+        self.close_code = code
         self._wake.set()
         with contextlib.suppress(Exception):
             if event is not None:
                 await asyncio.wait_for(self.socket.send_text(event), 2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.socket.close(code=code, reason=reason), 2)
+
+    def closed_by_peer(self, code: int | None) -> None:
+        """The client closed (or vanished): nothing more to send, no close frame to send."""
+        if not self._closed:
+            self._closed, self.close_code = True, code
+            self._wake.set()
 
     def seconds_left(self) -> float | None:
         return None if self.expires_at is None else self.expires_at - time.time()

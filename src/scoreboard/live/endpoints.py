@@ -40,6 +40,7 @@ from scoreboard.live.protocol import (
     encode,
 )
 from scoreboard.live.tickets import WsTicketStore
+from scoreboard.metrics import Metrics, close_code_label
 from scoreboard.ratelimit import RateLimited, RateLimiter
 from scoreboard.records import GLOBAL
 
@@ -138,6 +139,9 @@ async def _authenticate(socket: AnySocket) -> Principal | None:
     return principal
 
 
+NO_STATUS = 1005  # a close frame without a code
+
+
 class _Bucket:
     """Token bucket for inbound messages."""
 
@@ -163,6 +167,7 @@ async def _receive(
     while True:
         message = await socket.receive()
         if message["type"] == "websocket.disconnect":
+            connection.closed_by_peer(message.get("code", NO_STATUS))
             return
         event: dict[str, Any] = dict(message)
         data: str | bytes = event.get("text") or event.get("bytes") or b""
@@ -264,12 +269,15 @@ async def _refuse(socket: AnySocket, close_code: int, code: str, message: str) -
 @websocket("/ws/leaderboard", exclude_from_auth=True)
 async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None:
     settings: Settings = socket.app.state.settings
+    metrics: Metrics = socket.app.state.metrics
     await socket.accept()
+    metrics.ws_connects.inc()
     try:
         principal = await _authenticate(socket)
         boards = _requested_boards(socket)
     except Refusal as refusal:
         await _refuse(socket, refusal.code, _REFUSAL_CODES[refusal.code], refusal.reason)
+        metrics.ws_closes.labels(close_code_label(refusal.code)).inc()
         return
     connection = LiveConnection(
         socket=socket,
@@ -282,6 +290,7 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
         hub.register(connection)
     except TooManyConnectionsError as exc:
         await _refuse(socket, CloseCode.TOO_MANY, "too_many_connections", str(exc))
+        metrics.ws_closes.labels(close_code_label(CloseCode.TOO_MANY)).inc()
         return
     try:
         try:
@@ -306,10 +315,15 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                     await task
         await connection.close(1000, "bye")
-    except (WebSocketDisconnect, OSError):  # the client left before we were done
-        pass
+    except WebSocketDisconnect as gone:  # the client left before we were done
+        connection.closed_by_peer(gone.code)
+    except OSError:
+        connection.closed_by_peer(None)
     finally:
         hub.unregister(connection)
+        metrics.ws_closes.labels(close_code_label(connection.close_code)).inc()
+        if connection.too_slow:
+            metrics.ws_slow_closes.inc()
 
 
 @get("/schema/asyncapi.json", include_in_schema=False, exclude_from_auth=True)

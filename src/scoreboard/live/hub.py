@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from scoreboard.live.protocol import (
     ScoreUpdate,
     encode,
 )
+from scoreboard.metrics import Metrics
 from scoreboard.records import BoardsChanged, ScoreEvent
 
 log = structlog.get_logger("scoreboard.live")
@@ -78,7 +80,9 @@ class Hub:
         interval: float,
         max_per_user: int,
         max_per_ip: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._leaderboard = leaderboard
         self._boards = leaderboard.boards
         self._top_n = top_n
@@ -124,6 +128,7 @@ class Hub:
         if self._per_ip[connection.client_ip] >= self._max_per_ip:
             raise TooManyConnectionsError(f"at most {self._max_per_ip} connections per address")
         self._connections.add(connection)
+        self._metrics.ws_connections.inc()
         self._per_ip[connection.client_ip] += 1
         if user is not None:
             self._by_user[user].add(connection)
@@ -133,6 +138,7 @@ class Hub:
             return
         self.unsubscribe(connection, list(connection.boards))
         self._connections.discard(connection)
+        self._metrics.ws_connections.dec()
         self._per_ip[connection.client_ip] -= 1
         if self._per_ip[connection.client_ip] <= 0:
             del self._per_ip[connection.client_ip]
@@ -268,6 +274,7 @@ class Hub:
         feed = self._feeds.get(board)
         if feed is None:  # its last follower left while an earlier board was broadcast
             return
+        began = time.perf_counter()
         outcome = await self._refresh(feed)
         if outcome is None:
             await self._drop(feed)
@@ -276,12 +283,15 @@ class Hub:
             return
         reset = encode(outcome) if isinstance(outcome, BoardReset) else None
         frame = encode(feed.update(self._boards.clock()))
-        for index, connection in enumerate(list(feed.followers), 1):
+        followers = list(feed.followers)
+        for index, connection in enumerate(followers, 1):
             if reset is not None:
                 connection.offer_reset(board, reset)
             connection.offer_board(board, frame)
             if index % FANOUT_CHUNK == 0:  # let score updates run in between
                 await asyncio.sleep(0)
+        self._metrics.broadcast_frames.inc(len(followers))
+        self._metrics.broadcast_duration.observe(time.perf_counter() - began)
 
     async def _drop(self, feed: BoardFeed) -> None:
         """The board was retired: tell its followers and stop following it."""

@@ -45,6 +45,7 @@ from scoreboard.errors import (
     ScoreWouldBeNegative,
     ServiceUnavailable,
 )
+from scoreboard.metrics import Metrics
 from scoreboard.records import BoardPeriod, Order, UserScore
 from scoreboard.scores.models import BoardScore, Recorded, ScoreChange
 from scoreboard.tables import score_updates, user_scores
@@ -127,7 +128,15 @@ def _fold(kind: str, current: int | None, change: ScoreChange) -> int:
 
 
 class ScoreRepository:
-    def __init__(self, engine: AsyncEngine, boards: BoardRegistry, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        boards: BoardRegistry,
+        *,
+        max_batch: int = 256,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics or Metrics()
         self._engine = engine
         self._boards = boards
         self._max_batch = max_batch
@@ -181,6 +190,7 @@ class ScoreRepository:
             self._queue.put_nowait((change, future))
         except asyncio.QueueFull:
             raise ServiceUnavailable("too many score updates are waiting; retry") from None
+        self._metrics.queue_depth.set(self._queue.qsize())
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
@@ -197,6 +207,8 @@ class ScoreRepository:
                         self._queue.put_nowait(None)  # stop after this batch
                         break
                     batch.append(item)
+                self._metrics.queue_depth.set(self._queue.qsize())
+                self._metrics.batch_size.observe(len(batch))
                 outcomes = await self._commit_in_turn([change for change, _ in batch])
                 _settle(batch, outcomes)
                 if any(isinstance(o, ServiceUnavailable) for o in outcomes):

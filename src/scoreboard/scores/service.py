@@ -26,6 +26,7 @@ from scoreboard.errors import (
 )
 from scoreboard.leaderboard.ranking import RankedEntry, Ranking
 from scoreboard.live.broadcaster import Broadcaster
+from scoreboard.metrics import Metrics
 from scoreboard.records import Order, ScoreEvent
 from scoreboard.scores.models import BoardScore, Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
@@ -62,7 +63,9 @@ class ScoreService:
         abuse: AbuseService,
         boards: BoardRegistry,
         clock_skew: float,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._signer = signer
         self._repository = repository
         self._ranking = ranking
@@ -76,33 +79,50 @@ class ScoreService:
     ) -> list[Standing]:
         """The user's standing on every board the action fed, the primary board first.
         Raises a ScoreboardError for every refusal."""
+        metrics, board = self._metrics, "none"
         try:
-            ticket = self._checked_ticket(principal, action_id, timestamp)
-            await self._abuse.check_completion(principal.user_id, ticket.points, client_ip)
-            recorded = await self._repository.record(
-                ScoreChange(
-                    user_id=principal.user_id,
-                    username=principal.username,
-                    action_id=ticket.nonce,
-                    action_type=ticket.type,
-                    points=ticket.points,
-                    timestamp=timestamp,
-                    client_ip=client_ip,
-                    boards=tuple(entry.id for entry in self._boards.feeds(ticket.type)),
-                    value=ticket.value,
-                    issued_at=ticket.issued_at,
-                )
-            )
+            with metrics.timed("ticket"):
+                ticket = self._signer.verify(action_id)
+                board = self._primary_board(ticket.type)
+                self._check_ticket(principal, ticket, timestamp)
+            with metrics.timed("velocity"):
+                await self._abuse.check_completion(principal.user_id, ticket.points, client_ip)
+            with metrics.timed("commit"):
+                recorded = await self._record(principal, ticket, timestamp, client_ip)
         except ScoreboardError as refusal:
+            metrics.updates.labels(board, refusal.code).inc()
             rule = OBSERVED.get(type(refusal))
             if rule:
                 evidence = {"code": refusal.code, "detail": refusal.detail}
                 await self._abuse.observe(rule, principal.user_id, client_ip, evidence)
             raise
+        for done in recorded.boards:
+            metrics.updates.labels(done.key.board, "accepted").inc()
         return await self._announce(principal.user_id, recorded)
 
-    def _checked_ticket(self, principal: Principal, action_id: str, timestamp: datetime) -> Ticket:
-        ticket = self._signer.verify(action_id)
+    def _primary_board(self, action_type: str) -> str:
+        feeds = self._boards.feeds(action_type)
+        return feeds[0].id if feeds else "none"
+
+    async def _record(
+        self, principal: Principal, ticket: Ticket, timestamp: datetime, client_ip: str | None
+    ) -> Recorded:
+        return await self._repository.record(
+            ScoreChange(
+                user_id=principal.user_id,
+                username=principal.username,
+                action_id=ticket.nonce,
+                action_type=ticket.type,
+                points=ticket.points,
+                timestamp=timestamp,
+                client_ip=client_ip,
+                boards=tuple(entry.id for entry in self._boards.feeds(ticket.type)),
+                value=ticket.value,
+                issued_at=ticket.issued_at,
+            )
+        )
+
+    def _check_ticket(self, principal: Principal, ticket: Ticket, timestamp: datetime) -> None:
         if ticket.user_id != principal.user_id:
             raise ActionNotOwned("this action was issued to another user")
         now = self._boards.clock()
@@ -120,7 +140,6 @@ class ScoreService:
         # minimum duration itself is enforced on server time above.
         if not ticket.not_before.replace(microsecond=0) <= timestamp <= ticket.expires_at:
             raise TimestampOutOfWindow("the timestamp lies outside the action's window")
-        return ticket
 
     def _sum_board(self, board_id: str) -> BoardEntry:
         entry = self._boards.entry(board_id)
@@ -171,14 +190,18 @@ class ScoreService:
         return rank - 1 if ahead else rank
 
     async def _announce(self, user_id: str, recorded: Recorded) -> list[Standing]:
-        ranked = await self._ranking.apply([(done.key, done.user) for done in recorded.boards])
-        standings = [
-            Standing(done.key.board, done.key.period, done.new_score, await self._rank(done, entry))
-            for done, entry in zip(recorded.boards, ranked, strict=True)
-        ]
+        with self._metrics.timed("ranking"):
+            ranked = await self._ranking.apply([(done.key, done.user) for done in recorded.boards])
+            standings = [
+                Standing(
+                    done.key.board, done.key.period, done.new_score, await self._rank(done, entry)
+                )
+                for done, entry in zip(recorded.boards, ranked, strict=True)
+            ]
         events = [ScoreEvent(s.board, s.period, user_id, s.score, s.rank) for s in standings]
-        try:
-            await self._events.publish(*events)
-        except Exception:  # the score is durable; live viewers catch up on the next change
-            log.exception("score_event_not_published", user=user_id)
+        with self._metrics.timed("publish"):
+            try:
+                await self._events.publish(*events)
+            except Exception:  # the score is durable; live viewers catch up on the next change
+                log.exception("score_event_not_published", user=user_id)
         return standings
