@@ -15,6 +15,7 @@ from scoreboard.config import Settings
 from scoreboard.leaderboard.cached import CachedRanking
 from tests.helpers import Api, make_settings, settings_env
 from tests.postgres import temporary_database, truncate
+from tests.server import ServerProcess, StartServer
 
 pytest_plugins = ["tests.redis_support"]
 
@@ -121,3 +122,28 @@ def served_by_redis(app: Litestar | Any) -> None:
 @pytest.fixture
 def api(client: AsyncTestClient) -> Api:  # type: ignore[type-arg]
     return Api(client)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The embedded database of this test's servers (and of nothing else)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'scoreboard.db'}"
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, sqlite_url: str) -> Iterator[StartServer]:
+    """Start real `scoreboard serve` processes with extra settings (``SCOREBOARD_...=``), on
+    the embedded SQLite file unless a database URL is given."""
+    started: list[ServerProcess] = []
+
+    def start(database_url: str | None = None, **env: str) -> ServerProcess:
+        server = ServerProcess(
+            settings_env(database_url or sqlite_url, tmp_path, **env),
+            tmp_path / f"server-{len(started)}.log",
+        )
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -17,6 +17,7 @@ import httpx
 import jwt
 from litestar import Litestar
 from litestar.types import Receive, Scope, Send
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -387,3 +388,29 @@ def clean_log(server: ServerProcess) -> str:
     assert "Traceback" not in log, log
     assert "unhandled_error" not in log, log
     return log
+
+
+# --- Prometheus scrapes ----------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """A scrape's samples by name and labels."""
+    parsed: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            parsed[sample.name, frozenset(sample.labels.items())] = sample.value
+    return parsed
+
+
+def value(found: Samples, name: str, **labels: str) -> float | None:
+    """One sample's value, or None when the scrape has no such series."""
+    return found.get((name, frozenset(labels.items())))
+
+
+async def scrape(client: httpx.AsyncClient) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return samples(response.text)

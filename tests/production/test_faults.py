@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import Api, make_token
+from tests.helpers import Api, make_token, scrape, value
 from tests.live.wsclient import next_event, open_ws
 from tests.production.conftest import (
     POINTS,
@@ -40,6 +40,11 @@ async def _readyz(base_url: str) -> tuple[int, dict[str, Any]]:
         response = await client.get("/readyz")
     body: dict[str, Any] = response.json()
     return response.status_code, body
+
+
+async def _gauges(client: httpx.AsyncClient, *names: str) -> tuple[float | None, ...]:
+    found = await scrape(client)
+    return tuple(value(found, name) for name in names)
 
 
 # --- Redis stopped ---------------------------------------------------------------------------
@@ -79,6 +84,17 @@ async def test_redis_stopped_then_back(shape: Shape) -> None:
         assert status == 200, health
         assert health["redis"] == "unavailable"
         assert health["database"] == "ok"
+        # And the metrics say so: Redis down, reads from the database.
+        await eventually(
+            lambda: _gauges(client, "scoreboard_redis_up", "scoreboard_cache_stale"),
+            (0.0, 1.0),
+            10,
+            "the Redis probe and the stale gauge",
+        )
+        found = await scrape(client)
+        reads = "scoreboard_cache_reads_total"
+        assert (value(found, reads, operation="top", result="fallback") or 0) > 0
+        assert value(found, "scoreboard_database_up") == 1
 
         # Redis comes back empty on the same port: the cache is rebuilt without a restart.
         shape.redis.start()
@@ -88,6 +104,12 @@ async def test_redis_stopped_then_back(shape: Shape) -> None:
             (200, {"status": "ok", "database": "ok", "writer": "ok", "redis": "ok"}),
             RECOVERY,
             "readyz after Redis is back",
+        )
+        await eventually(
+            lambda: _gauges(client, "scoreboard_redis_up", "scoreboard_cache_stale"),
+            (1.0, 0.0),
+            RECOVERY,
+            "the metrics after Redis is back",
         )
 
         # Cross-instance fan-out resumes: a client on B hears an update made on A.
@@ -133,6 +155,12 @@ async def test_postgres_stopped_then_back(shape: Shape) -> None:
         status, health = await _readyz(app.url)
         assert status == 503, health
         assert health["database"] == "unavailable"
+        await eventually(
+            lambda: _gauges(client, "scoreboard_database_up"), (0.0,), 10, "the database probe"
+        )
+        found = await scrape(client)
+        unavailable = {"board": "global", "outcome": "service_unavailable"}
+        assert value(found, "scoreboard_score_updates_total", **unavailable) == len(tickets)
 
         proxy.start()
 
@@ -149,6 +177,9 @@ async def test_postgres_stopped_then_back(shape: Shape) -> None:
             return (await _readyz(app.url))[0]
 
         await eventually(ready, 200, 5, "/readyz after PostgreSQL is back")
+        await eventually(
+            lambda: _gauges(client, "scoreboard_database_up"), (1.0,), 10, "the probe, back"
+        )
 
         # Nothing of the refused updates was written, so their tickets still work once.
         database = await stored(shape.database_url)

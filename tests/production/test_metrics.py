@@ -4,8 +4,6 @@ both shapes, in a format promtool accepts; outside rate limits and tokens; on it
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,38 +11,25 @@ from typing import Any
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from scoreboard.app import create_app
 from tests.conftest import Backend
-from tests.helpers import Api, bearer, forge_ticket, make_token, new_user, problem
-from tests.live.conftest import StartServer, sqlite_url, start_server
+from tests.helpers import (
+    Api,
+    bearer,
+    forge_ticket,
+    make_token,
+    new_user,
+    problem,
+    samples,
+    scrape,
+    value,
+)
+from tests.live.conftest import StartServer
 from tests.live.wsclient import next_event, open_ws
-from tests.postgres import IN_CI
+from tests.monitoring.support import promtool
 from tests.production.conftest import Shape
 from tests.server import ServerProcess, free_port
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-__all__ = ["sqlite_url", "start_server"]  # the live suite's fixtures, used here too
-
-
-def samples(text: str) -> Samples:
-    parsed: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            parsed[sample.name, frozenset(sample.labels.items())] = sample.value
-    return parsed
-
-
-def value(found: Samples, name: str, **labels: str) -> float | None:
-    return found.get((name, frozenset(labels.items())))
-
-
-async def scrape(client: httpx.AsyncClient) -> Samples:
-    response = await client.get("/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return samples(response.text)
 
 
 async def known_traffic(api: Api, accepted: int, replays: int) -> None:
@@ -147,17 +132,9 @@ async def test_the_scrape_is_outside_rate_limits_and_tokens(
 
 
 def promtool_check(text: str) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        message = "promtool is missing: apt-get install prometheus (.ci/run does)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    checked = subprocess.run(
-        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
-    )
-    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
-    assert checked.stdout.decode().strip() == "", checked.stdout.decode()  # no lint warnings
+    checked = promtool("check", "metrics", stdin=text)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == "", checked.stdout  # no lint warnings
 
 
 async def _eventually(check: Callable[[], Any], wait: float = 10) -> None:

@@ -37,11 +37,8 @@ from litestar.testing import AsyncTestClient
 from scoreboard.app import create_app
 from tests.conftest import Backend
 from tests.helpers import Api
-from tests.live.conftest import sqlite_url, start_server
 from tests.postgres import truncate
 from tests.tokens import JwksServer, public_jwk
-
-__all__ = ["sqlite_url", "start_server"]  # the live tests' real-server fixtures, used here too
 
 AppFactory = Callable[..., AbstractAsyncContextManager[Api]]
 
