@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import Api, bearer, make_token
+from tests.helpers import Api, bearer, make_token, scrape, value
 from tests.live.conftest import StartServer
 from tests.live.wsclient import closed_with, next_event, open_ws, ws_url
 from tests.server import ServerProcess
@@ -245,6 +245,11 @@ async def test_a_client_that_never_reads_does_not_hold_up_the_others(
     while stuck.recv(65536):  # everything the server managed to send, then its close
         pass
     stuck.close()
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        found = await scrape(client)
+    assert value(found, "scoreboard_ws_slow_closes_total") == 1
+    assert value(found, "scoreboard_ws_closes_total", code="1013") == 1
+    assert value(found, "scoreboard_ws_connections") == len(readers)
 
 
 def _raw_websocket_that_never_reads(port: int, token: str) -> socket.socket:
