@@ -148,3 +148,17 @@ async def test_boards_and_periods_are_separate_and_a_dropped_one_is_gone() -> No
     before = await ranking.revision(KEY)  # reading a period nobody scored in allocates nothing
     assert ranking.periods == 1
     assert await ranking.revision(KEY) >= before
+
+
+async def test_a_period_nobody_scored_in_reads_as_empty() -> None:
+    """Guards ``MemoryRanking``'s reads of a period it holds nothing for (``rank_for``,
+    ``around``, ``drop``): a score would rank first, nobody has neighbours, and dropping it
+    (twice, as pruning may) is a no-op, not an error."""
+    ranking = MemoryRanking()
+    assert await ranking.rank_for(KEY, 10) == 1
+    assert await ranking.around(KEY, "a", 2) is None
+    await ranking.drop(KEY)
+    await ranking.apply([(KEY, user("a", 5, 1))])
+    await ranking.drop(KEY)
+    await ranking.drop(KEY)
+    assert ranking.periods == 0

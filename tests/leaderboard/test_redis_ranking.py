@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,11 +17,12 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from scoreboard.leaderboard import redis_ranking
 from scoreboard.leaderboard.drift import judge, structure_problem
-from scoreboard.leaderboard.ranking import MemoryRanking, RankedEntry
+from scoreboard.leaderboard.ranking import MemoryRanking, Neighbourhood, RankedEntry
 from scoreboard.leaderboard.redis_ranking import RedisRanking
 from scoreboard.records import BoardPeriod, Order, UserScore
-from tests.leaderboard.test_ranking import KEY, brute_force, user
+from tests.leaderboard.test_ranking import KEY, LOW, brute_force, user
 
 pytest_plugins = ["tests.redis_support"]
 
@@ -33,10 +35,12 @@ async def drift_of(ranking: RedisRanking, committed: list[UserScore]) -> str | N
     """What a check of every user (committed or cached) says, long after the commits."""
     expected = {u.user_id: u for u in committed}
     cached_ids: list[str] = []
-    cursor = -1
+    cursor, calls = -1, 0
     while cursor != 0:
+        assert calls < 200, "the scan of the cached users never came back to cursor 0"
         cursor, ids = await ranking.scan_users(KEY, max(cursor, 0), 1000)
         cached_ids += ids
+        calls += 1
     inspection = await ranking.inspect(KEY, sorted(set(expected) | set(cached_ids)))
     later = max((u.last_updated for u in committed), default=datetime.now(UTC)) + timedelta(days=1)
     if problem := structure_problem(inspection, expected, later, timedelta(seconds=30)):
@@ -212,7 +216,9 @@ async def test_readers_see_the_old_board_until_a_rebuild_swaps_in_the_new_one(
     reader = RedisRanking(other_client, redis_prefix)
     rebuild = asyncio.create_task(ranking.replace_all(KEY, fresh))
     reads_during_rebuild = 0
+    deadline = time.monotonic() + 20  # well under a second, unless users are sent many times
     while not rebuild.done():
+        assert time.monotonic() < deadline, "the rebuild takes far too long"
         assert await reader.top(KEY, 3) in (old_top, new_top)
         reads_during_rebuild += 1
     await rebuild
@@ -228,8 +234,11 @@ async def test_a_failed_rebuild_leaves_the_old_board_and_no_leftovers(
 ) -> None:
     await ranking.replace_all(KEY, [user("a", 5, 1)])
     snapshot = [user(f"u{i}", i, 1) for i in range(25_000)] + [user("huge", 2**53, 1)]
+    rebuild = asyncio.create_task(ranking.replace_all(KEY, snapshot))
+    await asyncio.wait([rebuild], timeout=20)  # as above
+    assert rebuild.done(), "the rebuild takes far too long"
     with pytest.raises(ValueError, match="outside"):
-        await ranking.replace_all(KEY, snapshot)
+        await rebuild
     assert [e.user_id for e in await ranking.top(KEY, 5)] == ["a"]
     assert [key async for key in redis_client.scan_iter(f"{redis_prefix}*rebuild:*")] == []
 
@@ -340,3 +349,146 @@ async def test_a_dropped_period_leaves_no_keys_and_its_neighbours_alone(
     left = [key async for key in redis_client.scan_iter(f"{redis_prefix}*")]
     assert left
     assert all(b"{global/all.2}" in key for key in left)
+
+
+async def snapshot_in(*chunks: list[UserScore]) -> AsyncIterator[Sequence[UserScore]]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def test_around_with_no_neighbours_asked_for_is_the_user_alone(
+    ranking: RedisRanking,
+) -> None:
+    """Guards ``RedisRanking.around``'s span: a radius of 0 (the API allows it) gives the
+    user without neighbours, as MemoryRanking does, not one on each side."""
+    await ranking.replace_all(KEY, [user(f"u{i}", 100 - i * 10, 1) for i in range(3)])
+    assert await ranking.around(KEY, "u1", 0) == Neighbourhood(
+        RankedEntry("u1", "name-u1", 90, 2), [], []
+    )
+
+
+async def test_a_rebuilt_board_is_in_the_boards_order_and_later_changes_fit_in(
+    ranking: RedisRanking,
+) -> None:
+    """Guards the listing order a rebuild writes (``RedisRanking._pack``): on a lower-is-better
+    board the rebuilt listing is lowest first (the order is passed on, not left to the
+    default), and users applied after a rebuild are listed among the rebuilt ones by score
+    (both write the listing order at the same ZSET score)."""
+    await ranking.replace_all(
+        LOW, [user("slow", 900, 1), user("fast", 300, 1), user("tied", 300, 1, at=1)]
+    )
+    assert [(e.user_id, e.rank) for e in await ranking.top(LOW, 3)] == [
+        ("fast", 1),
+        ("tied", 1),
+        ("slow", 3),
+    ]
+    await ranking.replace_all(KEY, [user("a", 50, 1), user("b", 10, 1)])
+    await ranking.apply(on([user("c", 30, 1), user("d", 5, 1)]))
+    assert [(e.user_id, e.rank) for e in await ranking.top(KEY, 4)] == [
+        ("a", 1),
+        ("c", 2),
+        ("b", 3),
+        ("d", 4),
+    ]
+    around = await ranking.around(KEY, "c", 1)
+    assert around is not None
+    assert ([e.user_id for e in around.above], [e.user_id for e in around.below]) == (["a"], ["b"])
+
+
+async def test_a_rebuild_sends_each_user_once_and_says_how_many(
+    ranking: RedisRanking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guards the chunking of ``RedisRanking.replace_all`` and the count ``load`` returns
+    (``scoreboard rebuild-cache`` and the rebuild log report it): the snapshot goes to Redis
+    in consecutive chunks of LOAD_BATCH users, each user once (overlapping chunks would
+    send every user up to LOAD_BATCH times), and load returns the users loaded over all
+    its chunks."""
+    monkeypatch.setattr(redis_ranking, "LOAD_BATCH", 4)
+    sizes: list[int] = []
+    load = ranking.load
+
+    async def counted(key: BoardPeriod, chunks: AsyncIterator[Sequence[UserScore]]) -> int:
+        async def passed_on() -> AsyncIterator[Sequence[UserScore]]:
+            async for chunk in chunks:
+                sizes.append(len(chunk))
+                yield chunk
+
+        return await load(key, passed_on())
+
+    monkeypatch.setattr(ranking, "load", counted)
+    await ranking.replace_all(KEY, [user(f"u{i}", i, 1) for i in range(9)])
+    assert sizes == [4, 4, 1]
+    assert await ranking.total(KEY) == 9
+    loaded = await load(KEY, snapshot_in([user("a", 1, 1), user("b", 2, 1)], [user("c", 3, 1)]))
+    assert loaded == 3
+
+
+async def test_overlapping_rebuilds_each_swap_in_only_their_own_snapshot(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    """Guards the fresh token of ``RedisRanking.load``'s loading keys: two rebuilds of one
+    period that overlap (the first one's lease ran out) load apart, so the second swaps in
+    its snapshot and nothing of the half-loaded first one."""
+    elsewhere = RedisRanking(other_client, redis_prefix)
+    first_chunk_in, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held_up() -> AsyncIterator[Sequence[UserScore]]:
+        yield [user("stale", 99, 1)]
+        yield [user("stale2", 98, 1)]
+        first_chunk_in.set()  # load waits for one chunk's send before taking the next
+        await go_on.wait()
+
+    first = asyncio.create_task(ranking.load(KEY, held_up()))
+    await asyncio.wait_for(first_chunk_in.wait(), 5)
+    await elsewhere.replace_all(KEY, [user("fresh", 10, 1)])
+    assert [e.user_id for e in await elsewhere.top(KEY, 5)] == ["fresh"]
+    go_on.set()
+    assert await first == 2
+
+
+async def test_a_long_rebuild_keeps_its_locks(
+    ranking: RedisRanking, other_client: Redis, redis_prefix: str
+) -> None:
+    """Guards the lease renewal in ``RedisRanking._send`` (and the key ``load`` passes it):
+    a rebuild that outlasts its locks' leases renews the rebuild lock and the check lock
+    (a check that rebuilds holds both) after every chunk, so no other instance takes either
+    from under it. (About 1.5 s.)"""
+    elsewhere = RedisRanking(other_client, redis_prefix)
+
+    async def slowly() -> AsyncIterator[Sequence[UserScore]]:
+        for i in range(5):  # 1.5 s in all, a lease of 1 s, renewed every 0.3 s
+            yield [user(f"u{i}", i, 1)]
+            await asyncio.sleep(0.3)
+
+    async with (
+        ranking.check_lock(KEY, lease_seconds=1.0) as checking,
+        ranking.rebuild_lock(KEY, lease_seconds=1.0) as rebuilding,
+    ):
+        assert checking
+        assert rebuilding
+        assert await ranking.load(KEY, slowly()) == 5
+        async with elsewhere.check_lock(KEY) as theirs:
+            assert not theirs
+        async with elsewhere.rebuild_lock(KEY) as theirs:
+            assert not theirs
+
+
+async def test_scanning_the_cached_users_pages_through_them_in_the_batches_asked_for(
+    ranking: RedisRanking,
+) -> None:
+    """Guards ``RedisRanking.scan_users``' cursor and count: paging from cursor 0 until it
+    comes back 0 gives every cached user, never restarting from the first, in batches of
+    about the size asked for (the audit asks for 200; Redis's default of 10 would need 20
+    round trips where one does)."""
+    users = {f"u{i:04}" for i in range(1000)}  # a real hash table, not a listpack
+    await ranking.replace_all(KEY, [user(u, 1, 1) for u in users])
+    found: set[str] = set()
+    cursor, calls = 0, 0
+    while calls < 10:
+        cursor, ids = await ranking.scan_users(KEY, cursor, 500)
+        found.update(ids)
+        calls += 1
+        if cursor == 0:
+            break
+    assert found == users
+    assert calls <= 3

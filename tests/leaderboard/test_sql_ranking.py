@@ -72,5 +72,10 @@ async def test_sql_ranking_equals_memory_ranking(database_url: str, order: Order
             assert await sql.rank_for(key, score) == await memory.rank_for(key, score)
         assert await sql.rank_of(key, "nobody") is None
         assert await sql.around(key, "nobody", 2) is None
+        # A period nobody scored in (guards ``total`` answering 1 for an empty board).
+        empty = BoardPeriod("b", "2026-12-03", order)
+        assert await sql.total(empty) == await memory.total(empty) == 0
+        assert await sql.top(empty, 10) == await memory.top(empty, 10) == []
+        assert await sql.rank_for(empty, 10) == await memory.rank_for(empty, 10) == 1
     finally:
         await engine.dispose()

@@ -5,6 +5,7 @@ point)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, cast
 
 from scoreboard.live.connection import LiveConnection
@@ -27,14 +28,50 @@ class SlowSocket:
         self.closed = code
 
 
-def connection(socket: SlowSocket, send_timeout: float = 30) -> LiveConnection:
+class GonePeer:
+    """A client that went away (``fails``) or stopped reading (``hangs``): sending the error
+    event and/or the close frame raises, or never finishes."""
+
+    def __init__(self, *, send: str = "ok", close: str = "ok") -> None:
+        self.send, self.close_mode = send, close
+        self.sent: list[str] = []
+        self.closed: int | None = None
+
+    @staticmethod
+    async def _act(mode: str) -> None:
+        if mode == "fails":
+            raise RuntimeError("the peer is gone")
+        if mode == "hangs":
+            await asyncio.Event().wait()
+
+    async def send_text(self, frame: str) -> None:
+        await self._act(self.send)
+        self.sent.append(frame)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._act(self.close_mode)
+        self.closed = code
+
+
+def connection(socket: object, send_timeout: float = 30) -> LiveConnection:
     return LiveConnection(cast(Any, socket), "viewer", "127.0.0.1", None, send_timeout)
+
+
+async def feed_until(socket: SlowSocket, done: Callable[[], bool], seconds: float = 3) -> None:
+    """Let the socket take frames until ``done``; fail, rather than hang, if that never comes
+    (a sender that died, or that never sends)."""
+    async with asyncio.timeout(seconds):
+        while not done():
+            socket.gate.set()
+            await asyncio.sleep(0.01)
 
 
 async def test_latest_wins_per_board_while_the_client_is_behind() -> None:
     """Guards ``LiveConnection.offer_board``: a snapshot waiting to be sent is replaced by a
     newer one. If it kept the oldest, a client that fell behind would be shown a board that
-    is no longer true, and stay on it until the next change."""
+    is no longer true, and stay on it until the next change. Also guards the sender and
+    ``_next`` as a whole: a frame offered is sent, once (bounded wait, so a sender that
+    dies or never sends fails here instead of hanging)."""
     socket = SlowSocket()
     live = connection(socket)
     sender = asyncio.create_task(live.run_sender())
@@ -43,9 +80,7 @@ async def test_latest_wins_per_board_while_the_client_is_behind() -> None:
     for version in ("v2", "v3", "v4"):
         live.offer_board("global", version)
     live.offer_board("weekly", "w1")
-    while len(socket.sent) < 3:
-        socket.gate.set()
-        await asyncio.sleep(0.01)
+    await feed_until(socket, lambda: len(socket.sent) >= 3)
     assert socket.sent == ["v1", "v4", "w1"]
     await live.close(1000, "done")
     socket.gate.set()
@@ -64,3 +99,62 @@ async def test_a_send_that_times_out_closes_the_connection() -> None:
     live.offer_board("global", "v2")
     await asyncio.sleep(0.05)
     assert socket.sent == []
+
+
+async def test_a_forgotten_board_sends_nothing_more() -> None:
+    """Guards ``LiveConnection.forget``: unsubscribing drops the board from ``boards`` and
+    drops its unsent reset, snapshot and personal score, and nothing of the other boards.
+    If it kept them, a client would still get frames for a board it just left (and the
+    board would still count towards its limit)."""
+    socket = SlowSocket()
+    live = connection(socket)
+    live.boards.update({"global", "weekly"})
+    live.offer_reset("weekly", "weekly-reset")
+    live.offer_board("weekly", "weekly-board")
+    live.offer_personal("weekly", "weekly-me")
+    live.offer_board("global", "global-board")
+    live.offer_personal("global", "global-me")
+    live.forget("weekly")
+    assert live.boards == {"global"}
+    sender = asyncio.create_task(live.run_sender())
+    await feed_until(socket, lambda: len(socket.sent) >= 2)
+    socket.gate.set()
+    await asyncio.sleep(0.05)  # nothing else is waiting to go
+    assert socket.sent == ["global-board", "global-me"]
+    await live.close(1000, "done")
+    await asyncio.wait_for(sender, 5)
+
+
+async def test_close_sends_its_reason_first_and_survives_a_peer_that_is_gone() -> None:
+    """Guards ``LiveConnection.close``: the error event goes out before the close frame, with
+    the code asked for; a peer that is gone (sending or closing raises) does not make close
+    raise, and the close frame is still tried after a failed event. If close raised,
+    ``Hub.close_all`` (a gather) would fail the whole shutdown on one vanished client."""
+    reading = GonePeer()
+    await connection(reading).close(4401, "token expired", '{"type":"error"}')
+    assert (reading.sent, reading.closed) == (['{"type":"error"}'], 4401)
+
+    vanished = GonePeer(send="fails")
+    await connection(vanished).close(1008, "rules broken", '{"type":"error"}')
+    assert (vanished.sent, vanished.closed) == ([], 1008)
+
+    half_closed = GonePeer(close="fails")
+    await connection(half_closed).close(1001, "shutting down", '{"type":"error"}')
+    assert half_closed.sent == ['{"type":"error"}']
+
+
+async def test_close_gives_up_on_a_peer_that_takes_nothing() -> None:
+    """Guards the time limits in ``LiveConnection.close``: a client that stopped reading
+    neither holds the error event nor the close frame forever, and the close frame is still
+    tried after the event timed out. Without them one stuck client would hang
+    ``Hub.close_all``, hence server shutdown. (About 2 s: the limit is 2 s per step.)"""
+    stuck_on_event = GonePeer(send="hangs")
+    stuck_on_close = GonePeer(close="hangs")
+    await asyncio.wait_for(
+        asyncio.gather(
+            connection(stuck_on_event).close(1001, "shutting down", '{"type":"error"}'),
+            connection(stuck_on_close).close(1001, "shutting down"),
+        ),
+        8,
+    )
+    assert stuck_on_event.closed == 1001

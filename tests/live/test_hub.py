@@ -4,28 +4,69 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 
-from scoreboard.boards.repository import StoredBoards
+from scoreboard.boards.repository import StoredBoard, StoredBoards
 from scoreboard.boards.rules import DEFAULT_BOARD, Board
 from scoreboard.boards.service import BoardRegistry
-from scoreboard.leaderboard.ranking import MemoryRanking
+from scoreboard.leaderboard.ranking import MemoryRanking, RankedEntry
 from scoreboard.leaderboard.service import LeaderboardService
 from scoreboard.live.connection import LiveConnection
-from scoreboard.live.hub import Hub, SubscriptionError, TooManyConnectionsError
-from scoreboard.records import GLOBAL, ScoreEvent, UserScore
+from scoreboard.live.hub import FANOUT_CHUNK, Hub, SubscriptionError, TooManyConnectionsError
+from scoreboard.live.protocol import MAX_BOARDS_PER_CONNECTION
+from scoreboard.records import GLOBAL, BoardPeriod, BoardsChanged, ScoreEvent, UserScore
 
 DAY = Board(id="daily", reset="daily")
+NIGHT = Board(id="nightly", reset="daily")  # starts its periods with DAY's
+SPARE = [Board(id=f"extra{i}") for i in range(MAX_BOARDS_PER_CONNECTION)]
+OLD = Board(id="old")
 
 
-class NoStoredBoards:
-    """Only the catalog's boards: a registry with nothing in the database."""
+class StoredRows:
+    """The database side of the registry: no runtime boards, only the retirements of catalog
+    boards the test makes (``retire``, then ``registry.refresh()``)."""
+
+    def __init__(self) -> None:
+        self.stored = StoredBoards(1, {}, {})
 
     async def load_now(self) -> StoredBoards:
-        return StoredBoards(1, {}, {})
+        return self.stored
+
+    def retire(self, board_id: str, at: datetime) -> None:
+        boards = {**self.stored.boards, board_id: StoredBoard(board_id, None, at, at)}
+        self.stored = StoredBoards(self.stored.revision + 1, boards, {})
+
+
+class CountingRanking(MemoryRanking):
+    """Counts the reads of a board's top; with ``revision``, a revision that never moves."""
+
+    def __init__(self, revision: int | None = None) -> None:
+        super().__init__()
+        self.top_reads = 0
+        self._fixed = revision
+
+    async def top(self, key: BoardPeriod, limit: int, offset: int = 0) -> list[RankedEntry]:
+        self.top_reads += 1
+        return await super().top(key, limit, offset)
+
+    async def revision(self, key: BoardPeriod) -> int:
+        return self._fixed if self._fixed is not None else await super().revision(key)
+
+
+@dataclass(eq=False)
+class CountedConnection(LiveConnection):
+    """Adds one to ``offers`` (shared between connections) per board frame offered."""
+
+    offers: list[str] = field(default_factory=list)
+
+    def offer_board(self, board: str, frame: str) -> None:
+        self.offers.append(board)
+        super().offer_board(board, frame)
 
 
 class Clock:
@@ -83,13 +124,20 @@ def clock() -> Clock:
     return Clock(datetime(2026, 12, 2, 23, 59, 0, tzinfo=UTC))
 
 
-@pytest.fixture
-async def setup(clock: Clock) -> tuple[MemoryRanking, Hub]:
-    ranking = MemoryRanking()
+async def start_hub(
+    clock: Clock,
+    boards: Sequence[Board] = (DAY,),
+    *,
+    ranking: MemoryRanking | None = None,
+    rows: StoredRows | None = None,
+    max_per_ip: int = 3,
+) -> tuple[MemoryRanking, Hub]:
+    """A started hub over ``global`` and ``boards``, on an in-memory ranking."""
+    ranking = ranking or MemoryRanking()
     registry = BoardRegistry(
-        {GLOBAL: DEFAULT_BOARD, DAY.id: DAY},
-        {"t": (GLOBAL, DAY.id)},
-        cast(Any, NoStoredBoards()),
+        {GLOBAL: DEFAULT_BOARD, **{board.id: board for board in boards}},
+        {"t": (GLOBAL, *(board.id for board in boards))},
+        cast(Any, rows or StoredRows()),
         clock,
     )
     await registry.start(refresh=False)
@@ -98,10 +146,15 @@ async def setup(clock: Clock) -> tuple[MemoryRanking, Hub]:
         top_n=3,
         interval=0.05,
         max_per_user=2,
-        max_per_ip=3,
+        max_per_ip=max_per_ip,
     )
     await hub.start()
     return ranking, hub
+
+
+@pytest.fixture
+async def setup(clock: Clock) -> tuple[MemoryRanking, Hub]:
+    return await start_hub(clock)
 
 
 async def test_bursts_are_coalesced_and_a_blocked_client_is_closed_alone(
@@ -222,4 +275,194 @@ async def test_subscriptions_are_bounded_and_unknown_boards_refused(
     await score(ranking, hub, "p", 5, 1)
     await asyncio.sleep(0.2)
     assert connection._boards == {}
+    await hub.stop()
+
+
+async def test_a_connection_follows_up_to_the_limit_and_each_refusal_says_why(
+    clock: Clock,
+) -> None:
+    """Guards ``Hub.subscribe``'s checks and ``SubscriptionError.code``: a connection may
+    follow exactly MAX_BOARDS_PER_CONNECTION boards (not one fewer, not without bound);
+    the feeds newly followed come back in the order asked for; each refusal carries the
+    code and message the client is sent (``too_many_boards``; ``unknown_board`` for an
+    undefined or a retired board) and follows nothing of what it asked for."""
+    rows = StoredRows()
+    rows.retire(OLD.id, clock.now)
+    _, hub = await start_hub(clock, [*SPARE, OLD], rows=rows)
+    connection = await connect(hub, FakeSocket(), "u")  # follows global
+    wanted = [board.id for board in SPARE[: MAX_BOARDS_PER_CONNECTION - 1]]
+    feeds = await hub.subscribe(connection, [*wanted, GLOBAL, wanted[0]])  # repeats: once
+    assert [feed.board for feed in feeds] == wanted
+    assert len(connection.boards) == MAX_BOARDS_PER_CONNECTION
+    with pytest.raises(SubscriptionError) as refused:
+        await hub.subscribe(connection, [SPARE[-1].id])
+    assert (refused.value.code, str(refused.value)) == (
+        "too_many_boards",
+        f"a connection follows at most {MAX_BOARDS_PER_CONNECTION} boards; "
+        "unsubscribe from some first",
+    )
+    hub.unsubscribe(connection, wanted)
+    for board, message in (
+        ("nope", "there is no board 'nope'"),
+        (OLD.id, "board 'old' is retired"),
+    ):
+        with pytest.raises(SubscriptionError) as refused:
+            await hub.subscribe(connection, [SPARE[-1].id, board])
+        assert (refused.value.code, str(refused.value)) == ("unknown_board", message)
+        assert connection.boards == {GLOBAL}
+    await hub.stop()
+
+
+async def test_new_followers_of_a_followed_board_share_its_feed_without_reading_it(
+    clock: Clock,
+) -> None:
+    """Guards ``Hub.subscribe``'s reuse of a live feed: later followers join the feed the
+    first one made, and the board's top is not read again for them. If every subscriber
+    read the ranking, a reconnect storm after a deploy would read each board once per
+    client instead of once."""
+    ranking = CountingRanking()
+    _, hub = await start_hub(clock, ranking=ranking)
+    first = await connect(hub, FakeSocket(), "a")
+    feed = hub.feed(GLOBAL)
+    assert feed is not None
+    reads = ranking.top_reads
+    for user in ("b", "c"):
+        later = LiveConnection(cast(Any, FakeSocket()), user, "10.0.0.1", None, 0.2)
+        hub.register(later)
+        assert await hub.subscribe(later, [GLOBAL]) == [feed]
+        assert later in feed.followers
+    assert first in feed.followers
+    assert ranking.top_reads == reads
+    await hub.stop()
+
+
+async def test_unsubscribing_leaves_every_board_named_and_the_board_can_be_followed_again(
+    setup: tuple[MemoryRanking, Hub],
+) -> None:
+    """Guards ``Hub.unsubscribe``: every board named is left, also those named after one the
+    connection does not follow; the connection forgets the board (its unsent snapshot is not
+    sent, it no longer counts towards the limit) and may follow it again later."""
+    _, hub = setup
+    socket = FakeSocket()
+    connection = await connect(hub, socket, "p", boards=(GLOBAL, DAY.id))
+    for board in (GLOBAL, DAY.id):
+        feed = hub.feed(board)
+        assert feed is not None
+        hub.snapshot(connection, feed)  # waiting to be sent
+    hub.unsubscribe(connection, ["nope", GLOBAL])
+    assert connection.boards == {DAY.id}
+    assert hub.feed(GLOBAL) is None
+    sender = asyncio.create_task(connection.run_sender())
+    await asyncio.sleep(0.1)
+    assert [m["board"] for m in socket.sent] == [DAY.id]
+    assert [feed.board for feed in await hub.subscribe(connection, [GLOBAL])] == [GLOBAL]
+    sender.cancel()
+    await hub.stop()
+
+
+async def test_boards_that_start_a_period_together_each_announce_it(clock: Clock) -> None:
+    """Guards the reset and board frames of ``Hub._broadcast`` (and ``_refresh``,
+    ``BoardFeed.update``): when two followed boards start a new period at once, a client
+    that was not reading gets a ``board_reset`` naming each board (each kept under its own
+    board in the outbox, neither overwriting the other), then each board's new frame with
+    its period, when that period ends and when the frame was made."""
+    _, hub = await start_hub(clock, [DAY, NIGHT])
+    socket = FakeSocket()
+    connection = await connect(hub, socket, "watcher", boards=(DAY.id, NIGHT.id))
+    clock.now = clock.now + timedelta(minutes=2)  # past midnight: 2026-12-03 began on both
+    await hub.on_event(BoardsChanged(2))  # rather than wait for the hub's look at the clock
+    await asyncio.sleep(0.2)
+    sender = asyncio.create_task(connection.run_sender())
+    await asyncio.sleep(0.1)
+    resets = [m for m in socket.sent if m["type"] == "board_reset"]
+    assert len(resets) == 2
+    assert {(m["board"], m["period"], m["previousPeriod"]) for m in resets} == {
+        (DAY.id, "2026-12-03", "2026-12-02"),
+        (NIGHT.id, "2026-12-03", "2026-12-02"),
+    }
+    updates = [m for m in socket.sent if m["type"] == "leaderboard_update"]
+    assert sorted(m["board"] for m in updates) == [DAY.id, NIGHT.id]
+    assert socket.sent.index(updates[0]) > socket.sent.index(resets[-1])  # resets first
+    for update in updates:
+        assert (update["period"], update["leaderboard"]) == ("2026-12-03", [])
+        assert update["periodEnd"] is not None
+        assert datetime.fromisoformat(update["periodEnd"]) == datetime(2026, 12, 4, tzinfo=UTC)
+        assert update["updatedAt"] is not None
+        assert datetime.fromisoformat(update["updatedAt"]) == clock.now
+    sender.cancel()
+    await hub.stop()
+
+
+async def test_each_new_frame_has_a_higher_version_even_if_the_revision_stands_still(
+    clock: Clock,
+) -> None:
+    """Guards ``Hub._refresh``'s version step: every changed board is sent with a version
+    above the one sent before, even when the ranking's revision did not move. Clients keep
+    the frame with the highest version: one that does not grow is dropped as old."""
+    ranking = CountingRanking(revision=7)
+    _, hub = await start_hub(clock, ranking=ranking)
+    socket = FakeSocket()
+    connection = await connect(hub, socket, "watcher")
+    feed = hub.feed(GLOBAL)
+    assert feed is not None
+    versions = [feed.version]  # what the welcome frame said
+    sender = asyncio.create_task(connection.run_sender())
+    for points in (10, 20, 30):
+        await score(ranking, hub, "p", points, points)
+        await asyncio.sleep(0.15)
+    versions += [m["version"] for m in socket.sent if m["type"] == "leaderboard_update"]
+    assert len(versions) >= 2
+    assert versions == sorted(set(versions))  # strictly growing
+    sender.cancel()
+    await hub.stop()
+
+
+async def test_followers_of_a_retired_board_are_told_and_let_go(clock: Clock) -> None:
+    """Guards ``Hub._broadcast``'s retired-board branch (``_drop``): when a followed board is
+    retired, each follower gets a ``board_retired`` error and stops following it; its other
+    boards are kept."""
+    rows = StoredRows()
+    _, hub = await start_hub(clock, rows=rows)
+    socket = FakeSocket()
+    connection = await connect(hub, socket, "p", boards=(GLOBAL, DAY.id))
+    sender = asyncio.create_task(connection.run_sender())
+    rows.retire(DAY.id, clock.now)
+    await hub._boards.refresh()
+    await hub.on_event(BoardsChanged(rows.stored.revision))
+    await asyncio.sleep(0.2)
+    assert [m for m in socket.sent if m["type"] == "error"] == [
+        {"type": "error", "code": "board_retired", "message": "board 'daily' was retired"}
+    ]
+    assert connection.boards == {GLOBAL}
+    assert hub.feed(DAY.id) is None
+    assert hub.feed(GLOBAL) is not None
+    sender.cancel()
+    await hub.stop()
+
+
+async def test_a_large_fan_out_pauses_after_every_chunk_of_followers(clock: Clock) -> None:
+    """Guards the pauses in ``Hub._broadcast``'s fan-out: one frame to many followers lets
+    other tasks (score updates, other boards) run after every FANOUT_CHUNK followers: not
+    never (a stall as long as the whole fan-out), not after each follower, not for longer
+    than one turn of the event loop; and every follower gets the frame."""
+    followers = 4 * FANOUT_CHUNK + 1
+    ranking, hub = await start_hub(clock, max_per_ip=followers)
+    offers: list[str] = []
+    for _ in range(followers):
+        connection = CountedConnection(
+            cast(Any, FakeSocket()), None, "10.0.0.1", None, 0.2, offers=offers
+        )
+        hub.register(connection)
+        await hub.subscribe(connection, [GLOBAL])
+    seen: set[int] = set()
+
+    async def watch() -> None:
+        while len(offers) < followers:
+            seen.add(len(offers))
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    await score(ranking, hub, "p", 5, 1)
+    await asyncio.wait_for(watcher, 3)  # four pauses of a second each would not make it
+    assert seen - {0} == {FANOUT_CHUNK * k for k in range(1, 5)}
     await hub.stop()
