@@ -25,12 +25,19 @@ starts, so a run must stay within the clock skew (30 s) and the tickets' 60 s.
 ``--metrics-cost`` also runs 1 board with the Prometheus metrics off (SCOREBOARD_METRICS=false)
 and on, alternating, and prints their ratio: what the metrics cost the update path.
 
+``--batch N`` also measures POST /api/scores/batch against single updates, 1 board, in each
+shape, alternating ``--repeat`` times: a game server's token (``scores:submit``) sends batches
+of N pre-signed tickets of the same players, so each item is the same durable, exactly-once
+write as a single update. Both are reported as items (audit rows the database holds after
+the run) per second, and their ratio is the batch's gain.
+
 Run: `make bench`, or `.venv/bin/python bench/score_updates.py --production --seconds 5`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -52,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis as redis_sync  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 from tests.helpers import (  # noqa: E402
     ACTIONS_FILE,
     bearer,
@@ -62,6 +70,9 @@ from tests.helpers import (  # noqa: E402
 from tests.postgres import temporary_database  # noqa: E402
 from tests.redis_support import REDIS_URL  # noqa: E402
 from tests.server import free_port  # noqa: E402
+
+from scoreboard.database import create_engine  # noqa: E402
+from scoreboard.tables import score_updates  # noqa: E402
 
 # Velocity rules off: the benchmark's players are machines on purpose. Every run, whatever
 # its boards, gets the same rules, so the 3 boards / 1 board ratio compares like with like.
@@ -74,18 +85,42 @@ BOARD_NAMES = {1: "global", 3: "global, weekly, daily"}
 EMBEDDED, PRODUCTION = "embedded SQLite", "PostgreSQL + Redis"
 Results = dict[str, dict[int, dict[str, float]]]  # shape -> boards fed -> wrk figures
 WIDTH = 44  # label column
+UPDATE, BATCH = "/api/scores/update", "/api/scores/batch"
 
 
-def write_requests(path: Path, count: int, users: int) -> None:
+def write_requests(path: Path, count: int, users: int, batch: int = 0) -> None:
+    """``count`` distinct tickets of ``users`` players: one update per line, sent with the
+    player's token, or (``batch``) that many per line, sent with a game server's token."""
     tokens = [make_token(f"user-{u}", username=f"Player {u}", ttl=3600) for u in range(users)]
+    server = make_token("bench-server", scopes=("scores:submit",), ttl=3600)
     issued = datetime.now(UTC)  # every ticket opens at the same instant as the timestamp
     stamp = issued.isoformat()
+    updates = [
+        {"actionId": forge_ticket(f"user-{i % users}", issued_at=issued), "timestamp": stamp}
+        for i in range(count)
+    ]
     with path.open("w") as out:
-        for i in range(count):
-            ticket = forge_ticket(f"user-{i % users}", issued_at=issued)
-            out.write(
-                f"{tokens[i % users]}\t{json.dumps({'actionId': ticket, 'timestamp': stamp})}\n"
-            )
+        if not batch:
+            for i, update in enumerate(updates):
+                out.write(f"{tokens[i % users]}\t{json.dumps(update)}\n")
+            return
+        for start in range(0, count - batch + 1, batch):
+            out.write(f"{server}\t{json.dumps({'updates': updates[start : start + batch]})}\n")
+
+
+def audit_rows(database: str) -> int:
+    """Score changes the database holds: what the service acknowledged, durably."""
+
+    async def count() -> int:
+        engine = create_engine(database)
+        try:
+            async with engine.connect() as conn:
+                query = select(func.count()).select_from(score_updates)
+                return int((await conn.execute(query)).scalar_one())
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
 
 
 def actions_file(boards: int) -> Path:
@@ -130,7 +165,9 @@ def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
     raise RuntimeError(f"{args} did not start")
 
 
-def wrk(port: int, requests: Path, seconds: int, connections: int) -> dict[str, float]:
+def wrk(
+    port: int, requests: Path, seconds: int, connections: int, path: str = UPDATE
+) -> dict[str, float]:
     run = subprocess.run(
         [
             "wrk",
@@ -143,6 +180,7 @@ def wrk(port: int, requests: Path, seconds: int, connections: int) -> dict[str, 
             f"http://127.0.0.1:{port}",
             "--",
             str(requests),
+            path,
         ],
         capture_output=True,
         text=True,
@@ -190,7 +228,10 @@ def measure_scoreboard(
     requests: Path,
     args: argparse.Namespace,
     metrics: bool = True,
+    batch: int = 0,
 ) -> dict[str, float]:
+    """One server on a fresh backend under wrk; ``batch``: batches of that many tickets.
+    ``items`` is what the database holds afterwards (the probe update aside)."""
     with fresh_backend(production, boards, work) as (database, redis_prefix):
         port = free_port()
         env = settings_env(
@@ -207,12 +248,18 @@ def measure_scoreboard(
         server = serve([sys.executable, "-m", "scoreboard", "serve"], env, port)
         try:
             check_boards(port, boards)
-            write_requests(requests, args.tickets, args.users)  # fresh timestamps, within skew
-            run = wrk(port, requests, args.seconds, args.connections)
+            # Fresh timestamps, within the skew.
+            write_requests(requests, args.tickets, args.users, batch)
+            if batch:
+                run = wrk(port, requests, args.seconds, args.batch_connections, BATCH)
+            else:
+                run = wrk(port, requests, args.seconds, args.connections)
         finally:
             server.terminate()
             server.wait()
-    if run["requests"] > args.tickets or run["errors"]:
+        run["items"] = audit_rows(database) - 1
+    run["items_per_s"] = run["items"] / args.seconds
+    if run["requests"] * max(batch, 1) > args.tickets or run["errors"]:
         print(
             f"warning: {boards} board(s), {'production' if production else 'embedded'}: "
             f"{run['errors']:.0f} non-2xx responses (raise --tickets?)",
@@ -248,6 +295,23 @@ def measure_metrics_cost(
         return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
     return median(on), median(off)
+
+
+def measure_batches(
+    production: bool, work: Path, requests: Path, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float]]:
+    """1 board, single updates and batches of ``--batch``, alternating ``--repeat`` times; the
+    median run (by items per second) of each stands."""
+    single: list[dict[str, float]] = []
+    batched: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        single.append(measure_scoreboard(production, 1, work, requests, args))
+        batched.append(measure_scoreboard(production, 1, work, requests, args, batch=args.batch))
+
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return sorted(runs, key=lambda run: run["items_per_s"])[len(runs) // 2]
+
+    return median(single), median(batched)
 
 
 def measure_hello(requests: Path, args: argparse.Namespace) -> dict[str, float]:
@@ -318,7 +382,25 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="also measure 1 board with SCOREBOARD_METRICS=false: the cost of the metrics",
     )
-    return parser.parse_args()
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure POST /api/scores/batch with N tickets a request (1-100) against "
+        "single updates, 1 board",
+    )
+    parser.add_argument(
+        "--batch-connections",
+        type=int,
+        default=4,
+        help="wrk connections sending batches (default 4: a game server's few; each holds "
+        "a whole batch in flight)",
+    )
+    args = parser.parse_args()
+    if not 0 <= args.batch <= 100:
+        parser.error("--batch takes 1 to 100 tickets a request")
+    return args
 
 
 def main() -> None:
@@ -342,6 +424,11 @@ def main() -> None:
             for shape, production in shapes.items()
             if args.metrics_cost
         }
+        batches = {
+            shape: measure_batches(production, work, requests, args)
+            for shape, production in shapes.items()
+            if args.batch
+        }
         commits = commit_floor(work, 3000)
     report(args, hello, commits, results)
     for shape, (on, off) in costs.items():
@@ -350,6 +437,17 @@ def main() -> None:
         line("  metrics off (SCOREBOARD_METRICS=false)", off)
         detail = f"req/s   p50 x{on['p50'] / off['p50']:.2f}   p99 x{on['p99'] / off['p99']:.2f}"
         ratio("  ratio  metrics on / off", on["rps"] / off["rps"], detail)
+    for shape, (single, batched) in batches.items():
+        print(
+            f"\n{shape}: batches of {args.batch} against single updates (1 board; "
+            f"-c{args.batch_connections} for batches, -c{args.connections} for single updates)"
+        )
+        line("  single updates", single, items=True)
+        line(f"  batches of {args.batch} (scores:submit)", batched, items=True)
+        ratio(
+            "  ratio  batch items/s / single updates/s",
+            batched["items_per_s"] / single["items_per_s"],
+        )
 
 
 def report(
@@ -394,10 +492,11 @@ def boards_label(boards: int) -> str:
     return f"{boards} board{'s' if boards > 1 else ''}"
 
 
-def line(label: str, run: dict[str, float]) -> None:
+def line(label: str, run: dict[str, float], items: bool = False) -> None:
+    durable = f"  {run['items_per_s']:7.0f} items/s" if items else ""
     print(
         f"{label:{WIDTH}}{run['rps']:9.0f} req/s   p50 {run['p50']:6.2f} ms  "
-        f"p99 {run['p99']:6.2f} ms"
+        f"p99 {run['p99']:6.2f} ms{durable}"
     )
 
 

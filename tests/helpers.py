@@ -48,6 +48,7 @@ USER_SCOPES = tuple(scope.value for scope in DEFAULT_USER_SCOPES)
 ADMIN_ID = "admin-root"
 PROBLEM_JSON = "application/problem+json"
 UPDATE = "/api/scores/update"
+BATCH = "/api/scores/batch"
 ACTIONS = "/api/actions"
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 PEER_HEADER = "x-test-peer"
@@ -319,6 +320,23 @@ async def post_update(
         json={"actionId": action_id, "timestamp": timestamp or now_iso()},
         headers={**bearer(token), **(headers or {})},
     )
+
+
+def game_server(name: str = "game-server") -> str:
+    """A trusted game server's token (``scores:submit``): it completes its players' tickets."""
+    return make_token(name, scopes=("scores:submit",))
+
+
+async def post_batch(
+    api: Api, token: str, tickets: list[str], *, timestamps: dict[int, str] | None = None
+) -> httpx.Response:
+    """POST /api/scores/batch with these tickets, each with a timestamp of now unless
+    ``timestamps`` (by position) says otherwise."""
+    updates = [
+        {"actionId": ticket, "timestamp": (timestamps or {}).get(i) or api.clock().isoformat()}
+        for i, ticket in enumerate(tickets)
+    ]
+    return await api.client.post(BATCH, json={"updates": updates}, headers=bearer(token))
 
 
 async def flags_of(api: Api, user: str, rule: str) -> list[dict[str, Any]]:

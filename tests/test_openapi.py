@@ -55,6 +55,30 @@ async def test_request_bodies_match_the_spec(client: AsyncTestClient) -> None:  
     assert "BearerToken" in components["securitySchemes"]
 
 
+async def test_the_batch_route_documents_its_bounds_and_both_result_shapes(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+) -> None:
+    schema = await _schema(client)
+    batch = schema["paths"]["/api/scores/batch"]["post"]
+    for status in ("400", "401", "403", "413", "415", "429", "503"):
+        assert PROBLEM_JSON in batch["responses"][status]["content"], status
+    components = schema["components"]["schemas"]
+    updates = components["ScoreBatchRequest"]["properties"]["updates"]
+    assert (updates["minItems"], updates["maxItems"]) == (1, 100)
+    assert updates["items"] == {"$ref": "#/components/schemas/ScoreUpdateRequest"}
+    result = components["BatchResult"]
+    assert set(result["required"]) == {"actionId", "success"}
+    assert set(result["properties"]) == {
+        "actionId",
+        "success",
+        "newScore",
+        "rank",
+        "boards",
+        "code",
+        "detail",
+    }
+
+
 async def test_probes_need_no_token(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
     paths = (await _schema(client))["paths"]
     assert paths["/healthz"]["get"]["security"] == [{}]
@@ -72,6 +96,7 @@ async def test_probes_need_no_token(client: AsyncTestClient) -> None:  # type: i
 OPERATIONS = {
     ("POST", "/api/actions"): "issueAction",
     ("POST", "/api/scores/update"): "updateScore",
+    ("POST", "/api/scores/batch"): "updateScoresBatch",
     ("GET", "/api/leaderboard"): "getLeaderboard",
     ("GET", "/api/leaderboard/me"): "getMyStanding",
     ("GET", "/api/boards"): "listBoards",

@@ -58,7 +58,7 @@ from scoreboard.openapi_examples import add_examples
 from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
 from scoreboard.records import BoardsChanged
 from scoreboard.requests import ScoreboardRequest
-from scoreboard.scores.endpoints import update_score
+from scoreboard.scores.endpoints import update_score, update_scores_batch
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
 from scoreboard.shapes import close_redis, redis_client, shared_backends
@@ -201,6 +201,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 boards,
                 settings.clock_skew,
                 metrics,
+                limiter=limiter,
+                update_rate=app.state.rates.updates_per_user,
             )
             metrics.show(
                 boards=[entry.id for entry in boards.entries()],
@@ -244,6 +246,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         route_handlers=[
             issue_action,
             update_score,
+            update_scores_batch,
             read_leaderboard,
             read_my_standing,
             read_board,

@@ -51,11 +51,15 @@ class InvalidToken(ScoreboardError):
 class InsufficientScope(ScoreboardError):
     status, code, title = 403, "insufficient_scope", "The token lacks a required scope"
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: str, *alternatives: str) -> None:
+        named = " or ".join(f"'{s}'" for s in (scope, *alternatives))
+        extra: dict[str, Any] = {"requiredScope": scope}
+        if alternatives:
+            extra["acceptedScopes"] = [scope, *alternatives]
         super().__init__(
-            f"this operation needs the '{scope}' scope",
+            f"this operation needs the {named} scope",
             headers={"WWW-Authenticate": f'Bearer error="insufficient_scope" scope="{scope}"'},
-            extra={"requiredScope": scope},
+            extra=extra,
         )
 
 
@@ -85,6 +89,10 @@ class ActionAlreadyUsed(ScoreboardError):
 
 class TimestampOutOfWindow(ScoreboardError):
     status, code, title = 422, "timestamp_out_of_window", "The timestamp is outside the window"
+
+
+class BatchTooLarge(ScoreboardError):
+    status, code, title = 413, "batch_too_large", "Too many updates in one batch"
 
 
 class ScoreWouldBeNegative(ScoreboardError):
@@ -163,7 +171,7 @@ _DESCRIPTIONS = {
     403: "insufficient_scope, action_not_owned or user_suspended",
     404: "not_found, board_not_found or period_not_found",
     409: "action_already_used (the ticket was already completed) or board_conflict",
-    413: "payload_too_large",
+    413: "payload_too_large, or batch_too_large (more updates in a batch than allowed)",
     415: "unsupported_media_type: send application/json",
     422: "invalid_action, unknown_action_type, action_expired, action_not_ready, "
     "timestamp_out_of_window, score_would_be_negative, invalid_value, invalid_board or "

@@ -116,13 +116,15 @@ class Metrics:
             "scoreboard_score_updates_total",
             "Score updates by board and outcome: 'accepted', or the refusal's problem code. "
             "An accepted update counts once on every board it fed; a refusal on the action's "
-            "primary board, or board 'none' when the ticket could not be read.",
+            "primary board, or board 'none' when the ticket could not be read. Each item of "
+            "a batch counts as one update.",
             ("board", "outcome"),
         )
         self.stage = histogram(
             "scoreboard_update_stage_seconds",
             "Time spent in each stage of a score update: ticket (signature and window), "
-            "velocity (rules and suspensions), commit (queued + group commit), ranking, publish.",
+            "velocity (rules and suspensions), commit (queued + group commit), ranking, publish. "
+            "A batch times ticket and velocity per item, the others once for the batch.",
             STAGE,
             ("stage",),
         )

@@ -54,6 +54,15 @@ FLAG = {
     "resolvedBy": None,
     "resolution": None,
 }
+TICKET = "eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxMjM0NTY3ODlhYiJ9.eyJzdWIiOiJ1LTEyMyJ9.c2ln"
+OTHER_TICKET = "eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxMjM0NTY3ODlhYiJ9.eyJzdWIiOiJ1LTQ1NiJ9.c2ln"
+BATCH_ACCEPTED = {
+    "actionId": TICKET,
+    "success": True,
+    "newScore": 1250,
+    "rank": 1,
+    "boards": [{"board": "global", "period": "all", "score": 1250, "rank": 1}],
+}
 EXAMPLES: dict[str, Any] = {
     "IssueActionRequest": {"type": "level_complete"},
     "ActionTicketResponse": {
@@ -79,6 +88,24 @@ EXAMPLES: dict[str, Any] = {
             {"board": "weekly", "period": "2026-W49", "score": 80, "rank": 3},
         ],
     },
+    "ScoreBatchRequest": {
+        "updates": [
+            {"actionId": TICKET, "timestamp": AT},
+            {"actionId": OTHER_TICKET, "timestamp": AT},
+        ]
+    },
+    "ScoreBatchResponse": {
+        "results": [
+            BATCH_ACCEPTED,
+            {
+                "actionId": OTHER_TICKET,
+                "success": False,
+                "code": "action_already_used",
+                "detail": "this action was already completed",
+            },
+        ]
+    },
+    "BatchResult": BATCH_ACCEPTED,
     "LeaderboardResponse": {"leaderboard": [ENTRY, {**ENTRY, "userId": "u-7", "rank": 1}]},
     "MyStanding": {**ENTRY, "above": [], "below": [{**ENTRY, "userId": "u-9", "rank": 2}]},
     "BoardLeaderboard": {

@@ -3,7 +3,8 @@ clients too (the embedded shape has no proxy in front, and the production shape 
 rely on one):
 
 - a request head (request line and headers) larger than ``max_head`` bytes gets 431 and the
-  connection closes; the parser (llhttp) has no limit of its own;
+  connection closes; the parser (llhttp) has no limit of its own (a body arriving in the
+  same read as its head does not count: batches of scores are large bodies);
 - a connection that sends no complete head within ``head_timeout`` seconds of opening (or
   of its previous response) is closed, and so is a request whose body has not all arrived
   within ``body_timeout`` seconds of its head; uvicorn's keep-alive timer only starts after
@@ -71,6 +72,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
+        self._head_tail = b""  # the head's last bytes so far: its end may straddle two reads
         self._in_head = True  # waiting for (the rest of) a request head
         self._deadline: asyncio.TimerHandle | None = None
         self._discarding = False  # refused: what still arrives is dropped until the close
@@ -105,10 +107,14 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._discarding:
             return
         if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_head:
+            # One read may hold the head and (part of) the body: only what comes before the
+            # blank line ending the head counts against the head's bound.
+            room = self.limits.max_head - self._head_bytes
+            if len(data) > room and not _ends_head(self._head_tail + data[: max(room, 0)]):
                 self._refuse_head()
                 return
+            self._head_bytes += len(data)
+            self._head_tail = (self._head_tail + data[-3:])[-3:]
         super().data_received(data)
 
     def _refuse_head(self) -> None:
@@ -125,6 +131,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
+        self._head_tail = b""
         super().on_headers_complete()
         if self.parser is not None and self.parser.should_upgrade():
             self._disarm()  # a WebSocket now: its own protocol bounds it
@@ -140,8 +147,15 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         # Waiting for the next request head (uvicorn's keep-alive timer runs too).
         self._in_head = True
         self._head_bytes = 0
+        self._head_tail = b""
         if not self.transport.is_closing():
             self._arm(self.limits.head_timeout)
+
+
+def _ends_head(received: bytes) -> bool:
+    """Does this stretch of a request hold the blank line that ends its head (CRLF or bare
+    LF line endings)?"""
+    return b"\n\r\n" in received or b"\n\n" in received
 
 
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):

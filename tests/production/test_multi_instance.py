@@ -1,6 +1,6 @@
 """Two app instances on one PostgreSQL database and one Redis, nginx in front: fan-out
-crosses instances, and 500 concurrent updates through the load balancer all agree in
-PostgreSQL, the audit trail, the Redis ranking and the API."""
+crosses instances, and 500 concurrent updates (and a game server's batch of 100) through the
+load balancer all agree in PostgreSQL, the audit trail, the Redis ranking and the API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.helpers import Api, make_token
+from tests.helpers import Api, forge_ticket, game_server, make_token, post_batch
 from tests.live.wsclient import next_event, open_ws
 from tests.production.conftest import (
     POINTS,
@@ -70,12 +70,19 @@ async def test_two_instances_behind_nginx_agree_everywhere(shape: Shape) -> None
         responses = await asyncio.gather(
             *(api.complete(user_id, action_id) for user_id, action_id in tickets)
         )
+        # A game server's batch of 100: a body nginx lets through on this route only.
+        batch = [(user, forge_ticket(user)) for user in users for _ in range(2)]
+        batched = await post_batch(api, game_server(), [ticket for _, ticket in batch])
     refused = [(r.status_code, r.text) for r in responses if r.status_code != 200]
     assert refused == []
     for user_id, action_id in tickets:
         ledger.record(user_id, action_id)
+    assert batched.status_code == 200, batched.text
+    assert [r["success"] for r in batched.json()["results"]] == [True] * len(batch)
+    for user_id, ticket in batch:
+        ledger.record(user_id, ticket)
     assert ledger.expected() == {"alice": POINTS} | {
-        user: POINTS * UPDATES_PER_USER for user in users
+        user: POINTS * (UPDATES_PER_USER + 2) for user in users
     }
     await assert_ranked_and_durable(
         shape, ledger, [nginx.url, first.url, second.url], redis_within=10

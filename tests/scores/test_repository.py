@@ -15,10 +15,11 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scoreboard.database import create_engine, is_unavailable, migrate
 from scoreboard.errors import ActionAlreadyUsed, ScoreWouldBeNegative, ServiceUnavailable
+from scoreboard.metrics import Metrics
 from scoreboard.records import GLOBAL, BoardPeriod
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
-from tests.helpers import board_registry
+from tests.helpers import board_registry, samples, value
 
 KEY = BoardPeriod(GLOBAL, "all")
 
@@ -140,3 +141,44 @@ def test_integrity_errors_are_bugs_not_outages() -> None:
     assert not is_unavailable(IntegrityError("statement", {}, _Orig("23505")))
     assert is_unavailable(TimeoutError())
     assert is_unavailable(ConnectionRefusedError())
+
+
+async def test_a_group_of_changes_lands_whole_in_one_transaction(database_url: str) -> None:
+    """``record_many`` (a batch request) never splits across transactions: a group that would
+    overflow the writer's batch opens the next one, and a group larger than ``max_batch``
+    still commits whole."""
+    engine = create_engine(database_url)
+    await migrate(engine)
+    metrics = Metrics()
+    repository = ScoreRepository(engine, await board_registry(engine), max_batch=8, metrics=metrics)
+    await repository.start()
+    try:
+        singles = [change(f"single-{i}") for i in range(6)]
+        group = [change(f"group-{i}") for i in range(5)]
+        alone, together = await asyncio.gather(  # all queued before the writer looks
+            asyncio.gather(*(repository.record(c) for c in singles)),
+            repository.record_many(group),
+        )
+        assert all(isinstance(o, Recorded) for o in [*alone, *together])
+        assert _batches(metrics) == (2, 11)  # 6 singles, then the group of 5: not 8 + 3
+        large = [change(f"large-{i}") for i in range(12)]
+        assert all(isinstance(o, Recorded) for o in await repository.record_many(large))
+        assert _batches(metrics) == (3, 23)
+        copies = [large[0], change("fresh"), replace(large[0])]
+        assert [type(o) for o in await repository.record_many(copies)] == [
+            ActionAlreadyUsed,
+            Recorded,
+            ActionAlreadyUsed,
+        ]
+    finally:
+        await repository.stop()
+        await engine.dispose()
+
+
+def _batches(metrics: Metrics) -> tuple[float | None, float | None]:
+    """How many group commits there were, and how many changes they held in all."""
+    found = samples(metrics.scrape().decode())
+    return (
+        value(found, "scoreboard_write_batch_size_count"),
+        value(found, "scoreboard_write_batch_size_sum"),
+    )

@@ -1,7 +1,8 @@
 """A hostile client costs a server process a fixed amount, whoever it is: real sockets
 against a real `scoreboard serve`, memory read from /proc/<pid>/status.
 
-- endless header lines, or one 64 MB header: 431 and closed, memory flat;
+- endless header lines, or one 64 MB header: 431 and closed, memory flat (while a large
+  body arriving in the same read as its head is served);
 - an idle socket, a half-sent head, a half-sent body: closed within their timeouts;
 - more connections than the cap: a clean 503 and close; /healthz answers once the idle ones
   are gone;
@@ -13,6 +14,7 @@ Each was open in an outside review (issue 12); see SECURITY.md "Connections"."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import struct
 import time
@@ -21,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import make_token
+from tests.helpers import BATCH, forge_ticket, game_server, make_token, now_iso
 from tests.live.conftest import StartServer
 from tests.live.wsclient import raw_upgrade
 from tests.server import ServerProcess
@@ -102,6 +104,31 @@ async def test_one_huge_header_is_refused_not_served(start_server: StartServer) 
     reply = await asyncio.wait_for(answer, 5)
     writer.close()
     assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
+
+
+async def test_a_large_body_read_together_with_its_head_is_not_a_large_head(
+    start_server: StartServer,
+) -> None:
+    """A batch of 100 tickets (about 40 KB) written at once, as wrk and many clients do: the
+    server reads head and body in one go, and only the head counts against its 32 KiB."""
+    server = start_server()
+    updates = [
+        {"actionId": forge_ticket(f"one-write-{i}"), "timestamp": now_iso()} for i in range(100)
+    ]
+    body = json.dumps({"updates": updates}).encode()
+    assert len(body) > 32 * 1024
+    head = (
+        f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {game_server()}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    reader, writer = await _open(server)
+    writer.write(head + body)
+    await writer.drain()
+    _, reply = await _closed_within(reader, 30)
+    writer.close()
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert reply.count(b'"success":true') == 100, reply[:300]
 
 
 @pytest.mark.parametrize(

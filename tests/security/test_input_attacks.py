@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers import (
     ACTIONS,
+    BATCH,
     UPDATE,
     Api,
     admin_token,
@@ -36,6 +37,7 @@ from tests.live.conftest import StartServer
     [
         pytest.param(ACTIONS, False, id="issue"),
         pytest.param(UPDATE, False, id="update"),
+        pytest.param(BATCH, False, id="batch"),
         pytest.param("/api/admin/users/victim/adjust", True, id="admin-adjust"),
         pytest.param("/api/admin/users/victim/suspend", True, id="admin-suspend"),
     ],

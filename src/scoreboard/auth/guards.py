@@ -55,10 +55,13 @@ def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princip
     return user
 
 
-def requires(scope: Scope) -> Guard:
+def requires(scope: Scope, *alternatives: Scope) -> Guard:
+    """The token must hold ``scope``, or one of the ``alternatives``."""
+
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not current_principal(connection).has(scope):
-            raise InsufficientScope(scope.value)
+        principal = current_principal(connection)
+        if not any(principal.has(s) for s in (scope, *alternatives)):
+            raise InsufficientScope(scope.value, *(s.value for s in alternatives))
 
     return guard
 

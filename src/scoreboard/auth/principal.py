@@ -8,6 +8,7 @@ class Scope(StrEnum):
     READ = "leaderboard:read"
     WRITE = "scores:write"
     ISSUE = "actions:issue"
+    SUBMIT = "scores:submit"  # a trusted game server completing its players' tickets
     ADMIN = "scores:admin"
 
 

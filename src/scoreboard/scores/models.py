@@ -4,7 +4,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from scoreboard.abuse.repository import AdminNote
+from scoreboard.errors import ScoreboardError
 from scoreboard.records import BoardPeriod, UserScore
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One item of a batch: a ticket, and when it was completed (or why that time is not
+    readable, which refuses this item alone)."""
+
+    action_id: str
+    timestamp: datetime | ScoreboardError
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,10 +25,11 @@ class ScoreChange:
     ``boards`` are the ids it feeds, the primary one first; each lands in the period current
     when the batch commits. An ``admin`` change (action ``adjust`` or ``reset``) feeds one
     sum board and commits in a transaction of its own, with its admin_audit row; a reset
-    sets the score to 0 there, whatever it was at that instant."""
+    sets the score to 0 there, whatever it was at that instant. A ``username`` of None (a
+    game server completing a player's ticket) keeps the name the user has, else the id."""
 
     user_id: str
-    username: str
+    username: str | None
     action_id: str
     action_type: str
     points: int

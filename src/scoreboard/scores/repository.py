@@ -14,7 +14,8 @@ commit returns. Per batch:
    add up, the best value stays, the latest value replaces).
 
 Rows are written in key order so that batches of different instances lock in the same order
-and cannot deadlock.
+and cannot deadlock. A group of changes (``record_many``: one batch request) is queued as one
+entry and always lands whole in one transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +54,14 @@ from scoreboard.tables import score_updates, user_scores
 
 log = structlog.get_logger("scoreboard.scores")
 Outcome = Recorded | BaseException
-Pending = tuple[ScoreChange, "asyncio.Future[Recorded]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Changes queued together, and where their outcomes go (in the same order)."""
+
+    changes: Sequence[ScoreChange]
+    future: asyncio.Future[list[Outcome]]
 
 
 Target = tuple[BoardEntry, Period]
@@ -140,8 +149,11 @@ class ScoreRepository:
         self._engine = engine
         self._boards = boards
         self._max_batch = max_batch
-        # Bounded: under overload callers get a quick 503 instead of an ever longer wait.
-        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue(maxsize=max_batch * 8)
+        # Bounded (in changes): under overload callers get a quick 503 instead of an ever
+        # longer wait.
+        self._capacity = max_batch * 8
+        self._waiting = 0  # changes queued, not yet taken into a batch
+        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._known_periods: set[tuple[str, str]] = set()
@@ -183,40 +195,66 @@ class ScoreRepository:
         return self._task is not None and not self._task.done() and not self._closing
 
     async def record(self, change: ScoreChange) -> Recorded:
+        """Write one change (group-committed with whatever else is waiting); raises its
+        refusal."""
+        [outcome] = await self.record_many([change])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def record_many(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
+        """Write changes in one transaction (shared with whatever else is waiting): each
+        change's outcome, in order, a refusal as a value. Raises ServiceUnavailable when
+        the writer is stopping or too much is queued."""
         if not self.is_running:
             raise ServiceUnavailable("the service is shutting down")
-        future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((change, future))
-        except asyncio.QueueFull:
-            raise ServiceUnavailable("too many score updates are waiting; retry") from None
-        self._metrics.queue_depth.set(self._queue.qsize())
+        if not changes:
+            return []
+        # An empty queue takes any group: a group larger than the bound must still fit once.
+        if self._waiting and self._waiting + len(changes) > self._capacity:
+            raise ServiceUnavailable("too many score updates are waiting; retry")
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Pending(changes, future))
+        self._waiting += len(changes)
+        self._metrics.queue_depth.set(self._waiting)
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
         batch: list[Pending] = []
+        carry: Pending | None = None  # taken from the queue, but too big for the last batch
         try:
             while True:
-                item = await self._queue.get()
+                item = carry or await self._queue.get()
+                carry = None
                 if item is None:
                     return
-                batch = [item]
-                while len(batch) < self._max_batch and not self._queue.empty():
+                batch, size = [item], len(item.changes)
+                while size < self._max_batch and not self._queue.empty():
                     item = self._queue.get_nowait()
                     if item is None:
                         self._queue.put_nowait(None)  # stop after this batch
                         break
+                    if size + len(item.changes) > self._max_batch:
+                        carry = item  # a group never splits: it opens the next batch
+                        break
                     batch.append(item)
-                self._metrics.queue_depth.set(self._queue.qsize())
-                self._metrics.batch_size.observe(len(batch))
-                outcomes = await self._commit_in_turn([change for change, _ in batch])
+                    size += len(item.changes)
+                self._waiting -= size
+                self._metrics.queue_depth.set(self._waiting)
+                self._metrics.batch_size.observe(size)
+                changes = [change for pending in batch for change in pending.changes]
+                outcomes = await self._commit_in_turn(changes)
                 _settle(batch, outcomes)
-                if any(isinstance(o, ServiceUnavailable) for o in outcomes):
-                    self._fail_waiting()  # fail fast: do not make every queued batch time out
                 batch = []
+                if any(isinstance(o, ServiceUnavailable) for o in outcomes):
+                    if carry is not None:  # fail fast: do not make every queued batch time out
+                        _fail([carry], "the score database is unavailable")
+                        self._waiting -= len(carry.changes)
+                        carry = None
+                    self._fail_waiting()
         finally:
             # Whatever stops the writer, nobody may wait forever for an answer.
-            _settle(batch, [ServiceUnavailable("the score writer stopped") for _ in batch])
+            _fail([*batch, *([carry] if carry else [])], "the score writer stopped")
             self._fail_waiting()
 
     def _fail_waiting(self) -> None:
@@ -224,8 +262,10 @@ class ScoreRepository:
             item = self._queue.get_nowait()
             if item is None:
                 self._queue.put_nowait(None)
-                return
-            _settle([item], [ServiceUnavailable("the score database is unavailable")])
+                break
+            self._waiting -= len(item.changes)
+            _fail([item], "the score database is unavailable")
+        self._metrics.queue_depth.set(self._waiting)
 
     async def _commit_in_turn(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
         """Players' changes share one transaction; each admin change (rare) has its own,
@@ -315,6 +355,8 @@ class ScoreRepository:
         accepted: set[str] = set()
         if audit_rows:
             accepted = set((await conn.execute(self._insert_audit, audit_rows)).scalars())
+        kept = [c for c in changes if c.action_id in accepted and first[c.action_id] is c]
+        names = await self._names(conn, kept, targets)
 
         # Per kind, rounds of rows with one row per user and board: sum and best changes fold
         # into the first round; each further latest change of the same row opens a round of
@@ -349,7 +391,7 @@ class ScoreRepository:
                         "value_at": c.issued_at,
                     },
                 )
-                row["username"] = c.username
+                row["username"] = names[c.user_id]
                 row["score"] = c.value if kind == LATEST else _fold(kind, row["score"], c)
                 row["version"] += 1 if kind == SUM else 0
                 periods.add((entry.id, period.key))
@@ -357,6 +399,32 @@ class ScoreRepository:
         new_periods = periods - self._known_periods
         await BoardRepository.note_periods(conn, sorted(new_periods), now)
         return _outcomes(changes, accepted, first, targets, committed), new_periods
+
+    async def _names(
+        self,
+        conn: AsyncConnection,
+        changes: Sequence[ScoreChange],
+        targets: dict[str, list[Target]],
+    ) -> dict[str, str]:
+        """The name each user's rows get: the one a change of the batch brings (the last),
+        else the one stored on a board the batch writes (the latest), else the user id."""
+        names = {c.user_id: c.username for c in changes if c.username is not None}
+        unnamed = {c.user_id for c in changes} - set(names)
+        if unnamed:
+            fed = [
+                target for c in changes if c.user_id in unnamed for target in targets[c.action_id]
+            ]
+            stored = await conn.execute(
+                select(user_scores.c.user_id, user_scores.c.username)
+                .where(
+                    user_scores.c.board_id.in_({entry.id for entry, _ in fed}),
+                    user_scores.c.period_key.in_({period.key for _, period in fed}),
+                    user_scores.c.user_id.in_(unnamed),
+                )
+                .order_by(user_scores.c.last_updated)
+            )
+            names |= {user: username for user, username in stored}
+        return {c.user_id: names.get(c.user_id, c.user_id) for c in changes}
 
     async def _write_admin(
         self, conn: AsyncConnection, change: ScoreChange
@@ -390,7 +458,7 @@ class ScoreRepository:
             "board_id": entry.id,
             "period_key": period.key,
             "user_id": change.user_id,
-            "username": change.username,
+            "username": change.username or change.user_id,
             "score": delta,
             "version": 1,
             "last_updated": now,
@@ -467,13 +535,18 @@ class ScoreRepository:
 
 
 def _settle(batch: Sequence[Pending], outcomes: Sequence[Outcome]) -> None:
-    for (_, future), outcome in zip(batch, outcomes, strict=True):
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+    """Hand each group its outcomes (``outcomes`` holds the batch's changes in order)."""
+    assert len(outcomes) == sum(len(pending.changes) for pending in batch)
+    start = 0
+    for pending in batch:
+        end = start + len(pending.changes)
+        if not pending.future.done():
+            pending.future.set_result(list(outcomes[start:end]))
+        start = end
+
+
+def _fail(batch: Sequence[Pending], detail: str) -> None:
+    _settle(batch, [ServiceUnavailable(detail) for p in batch for _ in p.changes])
 
 
 def _outcomes(

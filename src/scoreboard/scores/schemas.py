@@ -50,3 +50,40 @@ class ScoreUpdateResponse(msgspec.Struct, rename="camel"):
     new_score: int
     rank: int
     boards: list[BoardResult]
+
+
+MAX_BATCH = 100  # updates in one batch request
+# Room for MAX_BATCH tickets of the longest kind, each with its timestamp and the JSON around.
+BATCH_MAX_BODY = 256 * 1024
+
+
+class ScoreBatchRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Complete up to 100 actions at once, each as ``POST /api/scores/update`` would."""
+
+    updates: Annotated[
+        list[ScoreUpdateRequest],
+        msgspec.Meta(
+            min_length=1,
+            description=f"1 to {MAX_BATCH} completions; each gets its own result, in order",
+            extra_json_schema={"extra": {"maxItems": MAX_BATCH}},
+        ),
+    ]
+
+
+class BatchResult(msgspec.Struct, rename="camel", omit_defaults=True):
+    """One item's result, in one of two shapes. Scored: ``{actionId, success: true,
+    newScore, rank, boards}``, as ``POST /api/scores/update`` answers. Not scored:
+    ``{actionId, success: false, code, detail}``, the problem ``code`` and ``detail`` that
+    route would have answered for this item alone."""
+
+    action_id: str
+    success: bool
+    new_score: int | None = None
+    rank: int | None = None
+    boards: list[BoardResult] | None = None
+    code: str | None = None
+    detail: str | None = None
+
+
+class ScoreBatchResponse(msgspec.Struct, rename="camel"):
+    results: list[BatchResult]
