@@ -48,10 +48,12 @@ vendor-docs:
 	cd .vendor-docs/package && cp swagger-ui-bundle.js swagger-ui.css LICENSE NOTICE swagger-ui-bundle.js.LICENSE.txt ../../src/scoreboard/web/static/docs/
 	rm -rf .vendor-docs
 
-# Mutation testing of the critical paths ([tool.mutmut] in pyproject.toml); not part of
-# `make test`. Prints every surviving mutant.
+# Mutation testing of the critical paths ([tool.mutmut] in pyproject.toml; docs/testing.md);
+# not part of `make test`. Prints every surviving mutant. One module:
+# make mutate MUTANTS='scoreboard.scores.repository*'
+MUTANTS ?=
 mutate: $(VENV)/.installed-dev
-	$(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS) || true
 	$(BIN)/mutmut results
 
 bench: $(VENV)/.installed-dev
