@@ -23,7 +23,12 @@ from tests.production.conftest import Shape, eventually, plain_url
 from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
-ADMIN = bearer(make_token("boss", scopes=("scores:admin",)))
+
+
+def admin() -> dict[str, str]:
+    """A fresh admin token each time: one made at import would expire (600 s) before a
+    late test in a long run uses it."""
+    return bearer(make_token("boss", scopes=("scores:admin",)))
 
 
 async def frames(ws: ClientConnection, seconds: float) -> list[dict[str, Any]]:
@@ -103,7 +108,7 @@ async def test_live_clients_follow_the_boards_they_subscribe_to_across_instances
 
             # A board defined on A: B learns of it at once, takes subscriptions and scores.
             definition = {"reason": "event", "reset": "manual", "actions": ["solo"]}
-            created = await client.put("/api/admin/boards/event", json=definition, headers=ADMIN)
+            created = await client.put("/api/admin/boards/event", json=definition, headers=admin())
             assert created.status_code == 201, created.text
         async with httpx.AsyncClient(base_url=second.url, timeout=15) as client:
             await ws.send(json.dumps({"type": "subscribe", "boards": ["event"]}))
@@ -114,7 +119,7 @@ async def test_live_clients_follow_the_boards_they_subscribe_to_across_instances
         # Rolled over on A: B's follower gets the reset, then the empty board.
         async with httpx.AsyncClient(base_url=first.url, timeout=15) as client:
             rolled = await client.post(
-                "/api/admin/boards/event/rollover", json={"reason": "round 2"}, headers=ADMIN
+                "/api/admin/boards/event/rollover", json={"reason": "round 2"}, headers=admin()
             )
             assert rolled.json()["period"] == "2"
         reset = await next_event(ws, "board_reset")

@@ -39,11 +39,15 @@ from tests.server import ServerProcess
 
 __all__ = ["start"]  # the velocity tests' fixture, used here too
 
-ADMIN = bearer(make_token("boss", scopes=("scores:admin",)))
+
+def admin() -> dict[str, str]:
+    """A fresh admin token each time: one made at import would expire (600 s) before a
+    late test in a long run uses it."""
+    return bearer(make_token("boss", scopes=("scores:admin",)))
 
 
 async def _admin(api: Api, path: str, body: dict[str, Any]) -> Any:
-    return await api.client.post(path, json=body, headers=ADMIN)
+    return await api.client.post(path, json=body, headers=admin())
 
 
 class Stored:
@@ -227,7 +231,7 @@ async def test_an_admin_change_never_lands_without_its_audit_row(
     problem(forged, 422, "invalid_action")
     [flag] = (
         await api.client.get(
-            "/api/admin/flags", params={"userId": user, "status": "open"}, headers=ADMIN
+            "/api/admin/flags", params={"userId": user, "status": "open"}, headers=admin()
         )
     ).json()["flags"]
     before, board = await stored.read(user), await api.leaderboard()
