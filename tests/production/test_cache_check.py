@@ -157,7 +157,8 @@ async def test_steady_writes_never_trigger_a_repair_and_every_damage_is_repaired
     for n, how in enumerate(("wrong_score", "missing_user", "stale_name", "keys_deleted")):
         mark = len(app.log_path.read_text(errors="replace"))
         await _damage(shape, how, database[QUIET[n]])
-        assert not await _cache_equals_database(shape), how
+        # No check that the cache now differs: a sync (every second) may have repaired it
+        # already, which CI once saw. The report below proves the damage was found.
         await eventually(
             lambda: _cache_equals_database(shape), True, 15, f"the cache repaired after {how}"
         )
