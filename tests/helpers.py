@@ -30,6 +30,7 @@ from scoreboard.clock import Clock, system_clock
 from scoreboard.config import Settings
 from scoreboard.database import create_engine
 from scoreboard.keys import load_keys
+from scoreboard.records import ScoreEvent
 from scoreboard.tables import score_updates, user_scores
 from tests.server import ServerProcess
 
@@ -432,3 +433,15 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return samples(response.text)
+
+
+def score_events(client: Any) -> list[ScoreEvent]:
+    """The ``score_update`` events the app publishes from now on, as they are published."""
+    seen: list[ScoreEvent] = []
+
+    async def record(event: object) -> None:
+        if isinstance(event, ScoreEvent):
+            seen.append(event)
+
+    client.app.state.broadcaster.subscribe(record)
+    return seen

@@ -167,9 +167,9 @@ class Metrics:
         # Cache (production shape)
         self.cache_reads = counter(
             "scoreboard_cache_reads_total",
-            "Leaderboard reads by operation (top, rank, around, total) and result: 'hit' "
-            "(served by Redis), 'miss' (Redis lacked the period: served by the database), "
-            "'fallback' (Redis unavailable: served by the database).",
+            "Leaderboard reads by operation (revision, top, total, rank, around) and result: "
+            "'hit' (served by Redis), 'miss' (Redis failed on this read: served by the "
+            "database), 'fallback' (Redis failed recently: served by the database).",
             ("operation", "result"),
         )
         self.cache_stale = gauge(

@@ -10,20 +10,13 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from scoreboard.records import ScoreEvent
-from tests.helpers import Api, new_user
+from tests.helpers import Api, new_user, score_events
 
 
 async def test_an_update_answers_and_announces_the_rank_of_its_own_score(
     client: AsyncTestClient[Any], api: Api
 ) -> None:
-    seen: list[ScoreEvent] = []
-
-    async def record(event: object) -> None:
-        if isinstance(event, ScoreEvent):
-            seen.append(event)
-
-    client.app.state.broadcaster.subscribe(record)
+    seen = score_events(client)
     leader, chaser, third = new_user(), new_user(), new_user()
     await api.score(leader, "big")  # 100
     await api.score(third)  # 10

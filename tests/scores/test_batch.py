@@ -18,7 +18,6 @@ from litestar.testing import AsyncTestClient
 
 from scoreboard.app import create_app
 from scoreboard.config import Settings
-from scoreboard.records import ScoreEvent
 from tests.abuse.test_velocity import clear_of_window_edges
 from tests.conftest import served_by_redis
 from tests.helpers import (
@@ -37,6 +36,7 @@ from tests.helpers import (
     post_batch,
     problem,
     samples,
+    score_events,
     stored_at,
     value,
 )
@@ -112,13 +112,7 @@ async def start(settings: Settings) -> AsyncIterator[Start]:
 async def test_a_mixed_batch_answers_each_item_in_order_and_scores_only_the_valid_ones(
     client: AsyncTestClient[Any], api: Api
 ) -> None:
-    seen: list[ScoreEvent] = []
-
-    async def record(event: object) -> None:
-        if isinstance(event, ScoreEvent):
-            seen.append(event)
-
-    client.app.state.broadcaster.subscribe(record)
+    seen = score_events(client)
     alice, bob = new_user(), new_user()
     replayed = await api.issue(alice)
     assert (await api.complete(alice, replayed)).status_code == 200  # alice: 10
