@@ -1,6 +1,7 @@
-"""Redis for tests: the server named by SCOREBOARD_TEST_REDIS_URL (default: the local one),
-a key prefix of its own for every test, deleted afterwards, and a client that points at
-nothing for the outage cases. Use it with ``pytest_plugins = ["tests.redis_support"]``.
+"""Redis for tests: the server named by SCOREBOARD_TEST_REDIS_URL (default: the local one;
+a ``redis+cluster://`` or ``redis+sentinel://`` URL works too), a key prefix of its own for
+every test, deleted afterwards, and a client that points at nothing for the outage cases.
+Use it with ``pytest_plugins = ["tests.redis_support"]``.
 
 With CI=true an unreachable server fails the run; elsewhere the Redis tests skip.
 """
@@ -11,24 +12,79 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
+import redis.cluster
+import redis.sentinel
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from scoreboard.redis_urls import RedisClient, parse_redis_url
 from tests.processes import RedisServer
 from tests.server import free_port
 
 REDIS_URL = os.environ.get("SCOREBOARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TOPOLOGY = os.environ.get("SCOREBOARD_TEST_REDIS_TOPOLOGY", "")
+
+
+def sync_client(url: str) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for any topology the service accepts."""
+    target = parse_redis_url(url)
+    timeouts: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 2}
+    if target.topology == "cluster":
+        nodes = [redis.cluster.ClusterNode(h, p) for h, p in target.nodes]  # type: ignore[no-untyped-call]
+        return redis.RedisCluster(startup_nodes=nodes, **timeouts)
+    if target.topology == "sentinel":
+        assert target.master
+        sentinel = redis.sentinel.Sentinel(list(target.nodes), sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+        master: redis.Redis = sentinel.master_for(target.master, **timeouts)  # type: ignore[no-untyped-call]
+        return master
+    return redis.Redis.from_url(url, **timeouts)
+
+
+def async_client(url: str) -> RedisClient:
+    """An asyncio client for any topology the service accepts."""
+    target = parse_redis_url(url)
+    if target.topology == "cluster":
+        nodes = [ClusterNode(host, port) for host, port in target.nodes]
+        return RedisCluster(startup_nodes=nodes, socket_timeout=2)
+    if target.topology == "sentinel":
+        assert target.master
+        sentinel = Sentinel(list(target.nodes))  # type: ignore[no-untyped-call]
+        master: Redis = sentinel.master_for(target.master, socket_timeout=2)
+        return master
+    return Redis.from_url(url)
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+def redis_url() -> Iterator[str]:
+    """SCOREBOARD_TEST_REDIS_TOPOLOGY=cluster (or sentinel) starts a Redis Cluster of 3
+    masters and 3 replicas (or a Sentinel set) for the run and points every Redis test at it:
+    `make test` runs the Redis-backed suites that way once more."""
+    if TOPOLOGY:
+        from tests import redis_topology  # it imports this module
+
+        topology: redis_topology.ClusterProcesses | redis_topology.SentinelProcesses
+        if TOPOLOGY == "cluster":
+            topology = redis_topology.ClusterProcesses()
+        elif TOPOLOGY == "sentinel":
+            topology = redis_topology.SentinelProcesses()
+        else:
+            raise pytest.UsageError(f"SCOREBOARD_TEST_REDIS_TOPOLOGY={TOPOLOGY}: cluster|sentinel")
+        redis_topology.require_redis("redis-server", "redis-cli")
+        try:
+            yield topology.start().url
+        finally:
+            topology.stop()
+        return
+    client = sync_client(REDIS_URL)
     try:
         client.ping()
     except (RedisError, OSError) as exc:
@@ -41,7 +97,7 @@ def redis_url() -> str:
         pytest.skip(message)
     finally:
         client.close()
-    return REDIS_URL
+    yield REDIS_URL
 
 
 @pytest.fixture
@@ -49,18 +105,18 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     """A fresh key prefix; every key under it is deleted when the test ends."""
     prefix = f"sbtest:{uuid.uuid4().hex}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 1000):
-            client.delete(*keys[start : start + 1000])
+        for key in keys:  # one by one: on a cluster they live in many slots
+            client.delete(key)
     finally:
         client.close()
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+async def redis_client(redis_url: str) -> AsyncIterator[RedisClient]:
+    client = async_client(redis_url)
     yield client
     await client.aclose()
 

@@ -14,6 +14,7 @@ import jwt
 import pytest
 
 from tests.helpers import JWT_SECRET, problem
+from tests.redis_support import sync_client
 
 
 def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -198,8 +199,6 @@ def test_rebuild_cache_loads_redis_from_the_database(
 ) -> None:
     import asyncio
 
-    import redis as redis_sync
-
     from scoreboard.database import create_engine, migrate
     from scoreboard.scores.models import ScoreChange
     from scoreboard.scores.repository import ScoreRepository
@@ -230,7 +229,7 @@ def test_rebuild_cache_loads_redis_from_the_database(
     result = run("rebuild-cache", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "cache rebuilt: global/all: 3 users" in result.stderr
-    client = redis_sync.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     try:
         board: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
             f"{redis_prefix}board:{{global/all}}:leaderboard", 0, -1, withscores=True

@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoreboard.config import Settings
-from scoreboard.shapes import TrimmedPool, redis_client
+from scoreboard.redis_urls import RedisClient
+from scoreboard.shapes import TrimmedPool, redis_client, shared_pool
 
 pytest_plugins = ["tests.redis_support"]
 
 
-async def _hold(client: Redis, seconds: float) -> None:
+async def _hold(client: RedisClient, seconds: float) -> None:
     await client.blpop(["sbtest:pool:nothing"], seconds)  # holds a connection meanwhile
 
 
@@ -23,7 +23,7 @@ async def test_a_burst_opens_at_most_the_bound_and_its_connections_close_when_id
     redis_url: str,
 ) -> None:
     client = redis_client(Settings(redis_url=redis_url, redis_max_connections=8))
-    pool = client.connection_pool
+    pool = shared_pool(client)
     assert isinstance(pool, TrimmedPool)
     try:
         await asyncio.gather(*(_hold(client, 0.3) for _ in range(8)))
@@ -40,7 +40,7 @@ async def test_a_burst_opens_at_most_the_bound_and_its_connections_close_when_id
 async def test_a_caller_beyond_the_bound_waits_then_fails_fast(redis_url: str) -> None:
     client = redis_client(Settings(redis_url=redis_url, redis_max_connections=4))
     try:
-        pool = client.connection_pool
+        pool = shared_pool(client)
         assert isinstance(pool, TrimmedPool)
         held = [await pool.get_connection() for _ in range(4)]  # type: ignore[no-untyped-call]
         with pytest.raises(RedisConnectionError, match="No connection available"):

@@ -61,7 +61,7 @@ from scoreboard.requests import ScoreboardRequest
 from scoreboard.scores.endpoints import update_score, update_scores_batch
 from scoreboard.scores.repository import ScoreRepository
 from scoreboard.scores.service import ScoreService
-from scoreboard.shapes import close_redis, redis_client, shared_backends
+from scoreboard.shapes import close_redis, redis_client, shared_backends, shared_pool
 from scoreboard.web.docs import DocsPage
 from scoreboard.web.endpoints import web_handlers
 
@@ -142,7 +142,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 settings.resolved_rate_limit_storage,
                 key_prefix=f"{settings.redis_prefix}limits",
                 # Redis limits share the service's bounded pool, unless stored elsewhere.
-                pool=redis.connection_pool if redis and not settings.rate_limit_storage else None,
+                pool=shared_pool(redis) if not settings.rate_limit_storage else None,
                 metrics=metrics,
             )
             abuse_repository = AbuseRepository(engine)

@@ -13,6 +13,8 @@ import limits
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scoreboard.redis_urls import parse_redis_url
+
 MIN_SECRET_BYTES = 32
 # Values that were published as examples: a server started with one of them trusts anyone
 # who read the repository.
@@ -136,6 +138,13 @@ class Settings(BaseSettings):
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("https://", "http://")):
             raise ValueError("must be an http:// or https:// URL")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_topology(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_redis_url(url)  # one server, a cluster or Sentinel; ValueError otherwise
         return url
 
     @field_validator("redis_prefix")

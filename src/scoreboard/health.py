@@ -10,12 +10,12 @@ import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.auth.guards import ApiRequest
 from scoreboard.database import ping
+from scoreboard.redis_urls import RedisClient
 from scoreboard.scores.repository import ScoreRepository
 
 READY_TTL = 1.0  # seconds a readiness answer is reused
@@ -63,7 +63,7 @@ async def readyz(
     is reused for a second and concurrent probes share one check, so a flood of probes
     costs the database (and the update path's connection pool) one ping a second."""
     cache: Readiness = request.app.state.setdefault("readiness", Readiness())
-    redis: Redis | None = request.app.state.get("redis")
+    redis: RedisClient | None = request.app.state.get("redis")
 
     async def check() -> Health:
         health = Health(
@@ -104,7 +104,7 @@ class Readiness:
             self._answer, self._at = done.result(), time.monotonic()
 
 
-async def redis_ok(redis: Redis) -> bool:
+async def redis_ok(redis: RedisClient) -> bool:
     try:
         return bool(await redis.ping())
     except RedisError:

@@ -11,13 +11,13 @@ from typing import Any
 import structlog
 from litestar import Request, Response, get
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.boards.service import BoardRegistry
 from scoreboard.database import ping
 from scoreboard.health import redis_ok
 from scoreboard.metrics import CONTENT_TYPE, Metrics
+from scoreboard.redis_urls import RedisClient
 
 log = structlog.get_logger("scoreboard.monitoring")
 PROBE_INTERVAL = 5.0  # seconds between availability probes
@@ -73,7 +73,7 @@ class AvailabilityProbe:
         self,
         metrics: Metrics,
         engine: AsyncEngine,
-        redis: Redis | None,
+        redis: RedisClient | None,
         boards: BoardRegistry,
         interval: float = PROBE_INTERVAL,
     ) -> None:

@@ -69,13 +69,17 @@ class RateLimiter:
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
-        # The async flavour of any limits storage URL: memory://, redis://... Keys go under
-        # the service's own prefix, so deployments sharing a Redis never share counters.
-        # With ``pool`` (the service's redis-py pool) the counters use its connections.
+        # The async flavour of any limits storage URL: memory://, redis://, redis+cluster://,
+        # redis+sentinel://... Keys go under the service's own prefix, so deployments sharing
+        # a Redis never share counters. Redis is always spoken to with redis-py; with ``pool``
+        # (the service's own pool, one server) the counters use its connections.
         async_url = storage_url if storage_url.startswith("async+") else "async+" + storage_url
         options: dict[str, Any] = {"key_prefix": key_prefix}
         if pool is not None:
             options |= {"implementation": "redispy", "connection_pool": pool}
+        elif async_url.startswith("async+redis"):  # its own clients: bounded waits
+            options |= {"implementation": "redispy", "socket_timeout": 2}
+            options["socket_connect_timeout"] = 2
         storage = storage_from_string(async_url, **options)
         if not isinstance(storage, Storage):
             raise ValueError(f"{storage_url} is not an asynchronous rate-limit storage")

@@ -15,9 +15,11 @@ from typing import Any
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.boards.service import BoardRegistry
@@ -32,6 +34,7 @@ from scoreboard.live.redis_broadcaster import RedisBroadcaster
 from scoreboard.live.redis_tickets import RedisWsTicketStore
 from scoreboard.live.tickets import MemoryWsTicketStore, WsTicketStore
 from scoreboard.metrics import Metrics
+from scoreboard.redis_urls import RedisClient, parse_redis_url
 from scoreboard.scores.repository import ScoreRepository
 
 log = structlog.get_logger("scoreboard.redis")
@@ -42,7 +45,7 @@ class SharedBackends:
     ranking: Ranking
     broadcaster: Broadcaster
     tickets: WsTicketStore
-    redis: Redis | None
+    redis: RedisClient | None
     cache: CachedRanking | None
 
 
@@ -87,19 +90,56 @@ class TrimmedPool(BlockingConnectionPool):
         return len(closing)
 
 
-def redis_client(settings: Settings) -> Redis:
+CLIENT_TIMEOUTS: dict[str, Any] = {"socket_timeout": 2, "socket_connect_timeout": 2}
+
+
+def redis_client(settings: Settings) -> RedisClient:
+    """A client for the configured topology: one server, a cluster or a Sentinel-watched
+    master. Every wait is bounded and a failed command is retried at most once, at once: a
+    down Redis must cost a request milliseconds."""
     assert settings.redis_url
+    target = parse_redis_url(settings.redis_url)
+    auth: dict[str, Any] = {"username": target.username, "password": target.password}
+    tls: dict[str, Any] = {"ssl": True} if target.tls else {}
+    if target.topology == "cluster":
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            max_connections=settings.redis_max_connections,  # per node
+            # A failover: re-read the slot map and retry a command a few times, briefly.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            **tls,
+            **auth,
+            **CLIENT_TIMEOUTS,
+        )
+    if target.topology == "sentinel":
+        assert target.master is not None
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(target.nodes),
+            sentinel_kwargs={**auth, **CLIENT_TIMEOUTS},
+            max_connections=settings.redis_max_connections,
+            retry=Retry(NoBackoff(), retries=1),
+            **tls,
+            **auth,
+            **CLIENT_TIMEOUTS,
+        )
+        master: Redis = sentinel.master_for(target.master)
+        return master
     pool = TrimmedPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=POOL_WAIT,
-        socket_timeout=2,
-        socket_connect_timeout=2,
         health_check_interval=10,
-        # Fail fast: a down Redis must cost a request milliseconds, not the default retries.
         retry=Retry(NoBackoff(), retries=1),
+        **CLIENT_TIMEOUTS,
     )
     return Redis.from_pool(pool)
+
+
+def shared_pool(redis: RedisClient | None) -> TrimmedPool | None:
+    """The one-server pool other Redis users (the rate limiter) may share, if there is one."""
+    if isinstance(redis, Redis) and isinstance(redis.connection_pool, TrimmedPool):
+        return redis.connection_pool
+    return None
 
 
 async def _trim_forever(pool: TrimmedPool) -> None:
@@ -117,7 +157,7 @@ async def shared_backends(
     engine: AsyncEngine,
     repository: ScoreRepository,
     boards: BoardRegistry,
-    redis: Redis | None,
+    redis: RedisClient | None,
     metrics: Metrics | None = None,
 ) -> AsyncIterator[SharedBackends]:
     """What the instances share. ``redis`` (from ``redis_client``) stays the caller's to
@@ -144,9 +184,9 @@ async def shared_backends(
         grace=timedelta(seconds=settings.cache_grace),
         metrics=metrics,
     )
-    broadcaster = RedisBroadcaster(redis, prefix)
-    pool = redis.connection_pool
-    trimming = asyncio.create_task(_trim_forever(pool)) if isinstance(pool, TrimmedPool) else None
+    broadcaster = RedisBroadcaster(redis, prefix, lambda: [e.id for e in boards.entries()])
+    pool = shared_pool(redis)
+    trimming = asyncio.create_task(_trim_forever(pool)) if pool is not None else None
     try:
         await cache.start()
         await broadcaster.start()
@@ -164,7 +204,7 @@ async def shared_backends(
         await cache.stop()
 
 
-async def close_redis(redis: Redis) -> None:
+async def close_redis(redis: RedisClient) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(3):  # never let a stuck socket hold up shutdown
             await redis.aclose()

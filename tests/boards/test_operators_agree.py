@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.database import create_engine, migrate
@@ -23,11 +22,13 @@ from scoreboard.leaderboard.ranking import MemoryRanking, Ranking
 from scoreboard.leaderboard.redis_ranking import RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
 from scoreboard.records import BoardPeriod, Order
+from scoreboard.redis_urls import RedisClient
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
 from tests.conftest import Backend
 from tests.helpers import MovableClock, board_registry
 from tests.leaderboard.test_ranking import brute_force
+from tests.redis_support import async_client
 
 BOARDS = {
     "sum-desc": ("sum", "desc"),
@@ -84,7 +85,11 @@ def expected(board: str, batches: list[list[Change]]) -> list[tuple[str, int]]:
 
 class World:
     def __init__(
-        self, engine: AsyncEngine, writer: ScoreRepository, clock: MovableClock, redis: Redis | None
+        self,
+        engine: AsyncEngine,
+        writer: ScoreRepository,
+        clock: MovableClock,
+        redis: RedisClient | None,
     ) -> None:
         self.engine, self.writer, self.clock = engine, writer, clock
         self.redis = redis
@@ -99,7 +104,7 @@ async def world(backend: Backend, tmp_path: Path, redis_url: str) -> AsyncIterat
     registry = await board_registry(engine, catalog(tmp_path / "operators.toml"), clock)
     writer = ScoreRepository(engine, registry, max_batch=8)
     await writer.start()
-    redis = Redis.from_url(redis_url) if backend.redis_prefix else None
+    redis = async_client(redis_url) if backend.redis_prefix else None
     try:
         yield World(engine, writer, clock, redis)
     finally:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from scoreboard.app import create_app
@@ -23,6 +22,7 @@ from scoreboard.tables import board_periods, user_scores
 from tests.boards.test_boards_api import BOARDS_FILE
 from tests.conftest import Backend
 from tests.helpers import Api, MovableClock, bearer, problem, settings_env
+from tests.redis_support import async_client
 
 # 12:00 UTC is 07:00 in New York: the middle of the daily board's day.
 DAYS = [datetime(2026, 12, d, 12, tzinfo=UTC) for d in (1, 2, 3)]
@@ -90,7 +90,7 @@ async def test_a_period_past_keep_periods_is_pruned_everywhere(
             assert isinstance(ranking, MemoryRanking)
             assert ranking.periods == held_before - 1
         if backend.redis_prefix:
-            redis = Redis.from_url(redis_url)
+            redis = async_client(redis_url)
             try:
                 keys = [k.decode() async for k in redis.scan_iter(f"{backend.redis_prefix}*")]
             finally:

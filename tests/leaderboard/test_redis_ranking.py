@@ -22,7 +22,9 @@ from scoreboard.leaderboard.drift import judge, structure_problem
 from scoreboard.leaderboard.ranking import MemoryRanking, Neighbourhood, RankedEntry
 from scoreboard.leaderboard.redis_ranking import RedisRanking
 from scoreboard.records import BoardPeriod, Order, UserScore
+from scoreboard.redis_urls import RedisClient
 from tests.leaderboard.test_ranking import KEY, LOW, brute_force, user
+from tests.redis_support import async_client
 
 pytest_plugins = ["tests.redis_support"]
 
@@ -57,9 +59,9 @@ def ranking(redis_client: Redis, redis_prefix: str) -> RedisRanking:
 
 
 @pytest.fixture
-async def other_client(redis_url: str) -> AsyncIterator[Redis]:
+async def other_client(redis_url: str) -> AsyncIterator[RedisClient]:
     """A second connection pool, as another instance would have."""
-    client = Redis.from_url(redis_url)
+    client = async_client(redis_url)
     yield client
     await client.aclose()
 

@@ -20,14 +20,15 @@ import asyncpg
 import httpx
 import jwt
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from websockets.asyncio.client import ClientConnection
 
+from scoreboard.redis_urls import RedisClient
 from tests.helpers import Api, settings_env
 from tests.live.wsclient import next_event
 from tests.postgres import temporary_database
 from tests.processes import Nginx, RedisServer, TcpProxy
+from tests.redis_support import async_client
 from tests.server import ServerProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -39,6 +40,13 @@ POINTS = 10  # the "instant" action of tests/actions.toml
 
 class Stoppable(Protocol):
     def stop(self) -> None: ...
+
+
+class RedisDeployment(Protocol):
+    """A redis-server of the test's own, a cluster or a Sentinel set."""
+
+    @property
+    def url(self) -> str: ...
 
 
 def _missing(binary: str, package: str) -> None:
@@ -73,7 +81,7 @@ class Shape:
 
     tmp_path: Path
     database_url: str
-    redis: RedisServer
+    redis: RedisDeployment
     prefix: str = field(default_factory=lambda: f"sbprod:{uuid.uuid4().hex[:10]}:")
     started: list[Stoppable] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
@@ -111,8 +119,8 @@ class Shape:
         self.started.append(proxy)
         return proxy.start()
 
-    def redis_client(self) -> Redis:
-        return Redis.from_url(self.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    def redis_client(self) -> RedisClient:
+        return async_client(self.redis.url)
 
     def redis_key(self, name: str, board: str = "global", period: str = "all") -> str:
         """A key of one board period's ranking cache (they share the hash tag)."""

@@ -17,6 +17,7 @@ import pytest
 
 from tests.helpers import Api, make_token, scrape, value
 from tests.live.wsclient import next_event, open_ws
+from tests.processes import RedisServer
 from tests.production.conftest import (
     POINTS,
     Ledger,
@@ -50,7 +51,7 @@ async def _gauges(client: httpx.AsyncClient, *names: str) -> tuple[float | None,
 # --- Redis stopped ---------------------------------------------------------------------------
 
 
-async def test_redis_stopped_then_back(shape: Shape) -> None:
+async def test_redis_stopped_then_back(shape: Shape, redis_server: RedisServer) -> None:
     first, second = shape.app("app-a"), shape.app("app-b")
     ledger = Ledger()
     async with httpx.AsyncClient(base_url=first.url, timeout=15) as client:
@@ -62,7 +63,7 @@ async def test_redis_stopped_then_back(shape: Shape) -> None:
         watcher = await open_ws(first, make_token("watcher"))
         try:
             await next_event(watcher, "connection_success")
-            shape.redis.stop()
+            redis_server.stop()
 
             # Updates keep being accepted, on both instances.
             for _ in range(3):
@@ -97,7 +98,7 @@ async def test_redis_stopped_then_back(shape: Shape) -> None:
         assert value(found, "scoreboard_database_up") == 1
 
         # Redis comes back empty on the same port: the cache is rebuilt without a restart.
-        shape.redis.start()
+        redis_server.start()
         await eventually(shape.redis_board, ledger.expected(), RECOVERY, "rebuilt Redis ZSET")
         await eventually(
             lambda: _readyz(first.url),

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockNotOwnedError, ResponseError
 
@@ -39,6 +39,7 @@ from scoreboard.leaderboard.ranking import (
     ranked,
 )
 from scoreboard.records import BoardPeriod, Order, UserScore
+from scoreboard.redis_urls import RedisClient
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -115,7 +116,7 @@ class RankingKeys:
 class RedisRanking:
     """A ``Ranking`` in Redis, equal in every result to ``MemoryRanking``."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._apply = redis.register_script(scripts.APPLY)
@@ -136,32 +137,33 @@ class RedisRanking:
         return int(stored) if stored is not None else clock_revision()
 
     async def apply(self, changes: Applied) -> list[RankedEntry | None]:
-        """One script per board period, all in one round trip."""
+        """One script per board period: on one server all in one round trip, on a cluster
+        one concurrent call per period (each goes to its own slot's master)."""
         if not changes:
             return []
         grouped: dict[BoardPeriod, list[int]] = defaultdict(list)
         for index, (key, _) in enumerate(changes):
             grouped[key].append(index)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, indexes in grouped.items():
-                keys = self.keys(key)
-                args: list[str | int | bytes] = [key.order.value]
-                for index in indexes:
-                    user = changes[index][1]
-                    record = cached(user, key.order)
-                    args += [
-                        user.user_id,
-                        user.version,
-                        user.score,
-                        record.order_member,
-                        _encode(record),
-                    ]
-                await self._apply(
-                    keys=[*keys.structures, keys.revision, keys.rebuild_lock, keys.rebuild_journal],
-                    args=args,
-                    client=pipe,
-                )
-            replies = await pipe.execute()
+        calls: list[tuple[list[str], list[str | int | bytes]]] = []
+        for key, indexes in grouped.items():
+            keys = self.keys(key)
+            args: list[str | int | bytes] = [key.order.value]
+            for index in indexes:
+                user = changes[index][1]
+                record = cached(user, key.order)
+                args += [user.user_id, user.version, user.score, record.order_member]
+                args.append(_encode(record))
+            names = [*keys.structures, keys.revision, keys.rebuild_lock, keys.rebuild_journal]
+            calls.append((names, args))
+        replies: list[Any]
+        if isinstance(self._redis, RedisCluster):
+            # A cluster pipeline does not load missing scripts (a promoted replica has none).
+            replies = await asyncio.gather(*(self._apply(keys=k, args=a) for k, a in calls))
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for names, args in calls:
+                    await self._apply(keys=names, args=args, client=pipe)
+                replies = await pipe.execute()
         standings: list[RankedEntry | None] = [None] * len(changes)
         for indexes, reply in zip(grouped.values(), replies, strict=True):
             for n, index in enumerate(indexes):
@@ -370,6 +372,13 @@ class RedisRanking:
         """The Redis server's run id: it changes when the server restarts or a replica takes
         over, the two ways a cache loses what it held without any key going missing."""
         try:
+            if isinstance(self._redis, RedisCluster):  # every master's: any one may fail over
+                by_node: dict[str, Any] = await self._redis.info(
+                    "server", target_nodes=RedisCluster.PRIMARIES
+                )
+                if "run_id" in by_node:  # a cluster of one master answers as a server
+                    return str(by_node["run_id"])
+                return ",".join(sorted(str(info.get("run_id", "")) for info in by_node.values()))
             info: dict[str, Any] = await self._redis.info("server")
         except ResponseError:  # INFO refused (a proxy, an ACL): no failover detection
             return ""

@@ -1,29 +1,40 @@
 """Score and board events over Redis pub/sub, so a change accepted on any instance reaches
 the live clients of every instance.
 
-Score events go to one channel per board (``<prefix>events:<board>``), board changes to
-``<prefix>control``. Each process holds one subscription (a pattern over the board channels
-plus the control channel, on one connection; not one per socket or board) in a background
-task that hands every event to every local handler. Redis going away never breaks score
-updates: events are then delivered to this instance's handlers directly, and the
-subscription comes back by itself with capped backoff. Pub/sub is at-most-once: an event
-published while a subscriber is reconnecting is lost to it, which the hub absorbs because
-every later event refreshes the whole board.
+Score events go to one channel per board (``<prefix>events:{<board>}``, the board as its hash
+tag), board changes to ``<prefix>control``. On one server (or Sentinel's master) each process
+holds one subscription: a pattern over the board channels plus the control channel, on one
+connection. On a Redis Cluster classic pub/sub would copy every message to every node, so
+events use sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis >= 7): a board's channel lives on the
+master that owns its slot, and each process holds one connection per master it needs,
+subscribed to the channels of every known board. A failover or a slot move (the node ends the
+shard subscriptions), a dead connection or a new board makes it subscribe again from a fresh
+slot map. Never one subscription per socket or board.
+
+Redis going away never breaks score updates: events are then delivered to this instance's
+handlers directly, and the subscription comes back by itself with capped backoff. Pub/sub is
+at-most-once: an event published while a subscriber is (re)subscribing is lost to it, which
+the hub absorbs because every later event refreshes the whole board.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from scoreboard.live.broadcaster import Event, Handler
 from scoreboard.records import BoardsChanged, ScoreEvent
+from scoreboard.redis_urls import RedisClient
 
 log = structlog.get_logger("scoreboard.live")
 FIRST_RETRY = 0.1
@@ -31,6 +42,7 @@ LAST_RETRY = 5.0
 REDIS_DOWN = (RedisError, OSError)
 
 STOP_TIMEOUT = 3.0
+BOARDS_CHECK = 5.0  # seconds between looks for boards without a shard subscription
 _encode = msgspec.json.Encoder().encode
 _decode_score = msgspec.json.Decoder(ScoreEvent).decode
 _decode_boards = msgspec.json.Decoder(BoardsChanged).decode
@@ -38,14 +50,22 @@ GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
 
 class RedisBroadcaster:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(
+        self, redis: RedisClient, prefix: str, boards: Callable[[], Iterable[str]] = tuple
+    ) -> None:
+        """``boards``: the ids of the boards there are; on a cluster each gets a shard
+        subscription (one server needs no list: a pattern covers them all)."""
         self._redis = redis
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
+        self._boards = boards
         self.board_channels = f"{prefix}events:"
         self.pattern = f"{prefix.translate(GLOB_SPECIAL)}events:*"
         self.control = f"{prefix}control"
         self._handlers: list[Handler] = []
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._boards_changed = asyncio.Event()
+        self._channels: set[str] = set()  # the shard channels subscribed to, all confirmed
         self._outage = False
 
     @property
@@ -78,8 +98,11 @@ class RedisBroadcaster:
 
     def channel(self, event: Event) -> str:
         if isinstance(event, ScoreEvent):
-            return f"{self.board_channels}{event.board}"
+            return self.board_channel(event.board)
         return self.control
+
+    def board_channel(self, board: str) -> str:
+        return f"{self.board_channels}{{{board}}}"
 
     async def publish(self, *events: Event) -> None:
         """All events in one round trip."""
@@ -88,16 +111,24 @@ class RedisBroadcaster:
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for event in events:
-                        pipe.publish(self.channel(event), _encode(event))
+                        if self._cluster is not None:  # to the master of the channel's slot
+                            pipe.spublish(self.channel(event), _encode(event))
+                        else:
+                            pipe.publish(self.channel(event), _encode(event))
                     await pipe.execute()
             except REDIS_DOWN as exc:
                 if not self._outage:
                     log.warning("score_event_publish_failed", error=str(exc) or type(exc).__name__)
             else:
-                if self.subscribed:
-                    return  # our own subscription brings them back to the local handlers
+                if self.subscribed:  # our own subscription brings them back to our handlers
+                    events = tuple(e for e in events if not self._hears(self.channel(e)))
         for event in events:
             await self._deliver(event)
+
+    def _hears(self, channel: str) -> bool:
+        """Whether our subscription covers the channel (a pattern covers every board; shard
+        subscriptions only the boards known when they were made)."""
+        return self._cluster is None or channel in self._channels
 
     async def _deliver(self, event: Event) -> None:
         for handler in self._handlers:
@@ -110,6 +141,10 @@ class RedisBroadcaster:
         delay = FIRST_RETRY
         while True:
             try:
+                if self._cluster is not None:
+                    await self._listen_sharded(self._cluster)
+                    delay = FIRST_RETRY
+                    continue  # the boards changed: subscribe again, at once
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(self.pattern)
                     await pubsub.subscribe(self.control)
@@ -122,22 +157,97 @@ class RedisBroadcaster:
                     log.warning("score_events_unavailable", error=str(exc) or type(exc).__name__)
             finally:
                 self._subscribed.clear()
+                self._channels = set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, LAST_RETRY)
+
+    def _wanted(self) -> set[str]:
+        return {self.control, *(self.board_channel(board) for board in self._boards())}
+
+    async def _listen_sharded(self, cluster: RedisCluster) -> None:
+        """Subscribe every channel on the master that owns its slot, one connection per
+        master; return when the boards change, raise when a connection fails or a node ends
+        a subscription (a failover or a slot move)."""
+        channels = self._wanted()
+        await cluster.nodes_manager.initialize()  # a fresh slot map: who owns what now
+        by_node: dict[str, tuple[ClusterNode, list[str]]] = {}
+        for channel in sorted(channels):
+            node = cluster.get_node_from_key(channel)
+            if node is None:
+                raise RedisConnectionError(f"no master serves the slot of {channel}")
+            by_node.setdefault(node.name, (node, []))[1].append(channel)
+        confirmed = [0]
+        async with contextlib.AsyncExitStack() as stack:
+            readers = []
+            for node, names in by_node.values():
+                pool = ConnectionPool(
+                    connection_class=node.connection_class,
+                    max_connections=1,
+                    **node.connection_kwargs,
+                )
+                client = Redis(connection_pool=pool)
+                stack.push_async_callback(client.aclose, close_connection_pool=True)
+                pubsub = client.pubsub()
+                stack.push_async_callback(pubsub.aclose)
+                for name in names:  # one slot per SSUBSCRIBE
+                    await pubsub.ssubscribe(name)
+                readers.append(self._read_shards(pubsub, confirmed, channels))
+            watching = [asyncio.create_task(reader) for reader in readers]
+            watching.append(asyncio.create_task(self._until_new_boards(channels)))
+            try:
+                done, _ = await asyncio.wait(watching, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in watching:
+                    task.cancel()
+                await asyncio.gather(*watching, return_exceptions=True)
+            for task in done:
+                task.result()  # a reader's error goes up; the boards watcher just returns
+
+    async def _read_shards(self, pubsub: PubSub, confirmed: list[int], channels: set[str]) -> None:
+        async for message in pubsub.listen():
+            kind = message["type"]
+            if kind == "ssubscribe":
+                confirmed[0] += 1
+                if confirmed[0] == len(channels):
+                    self._channels = channels
+                    self._on_subscribed()
+            elif kind == "sunsubscribe":  # the node gave the slot away: failover or move
+                raise RedisConnectionError(f"shard channel {_text(message['channel'])} moved")
+            elif kind == "smessage":
+                control = _text(message["channel"]) == self.control
+                await self._on_event(message, _decode_boards if control else _decode_score)
+
+    async def _until_new_boards(self, channels: set[str]) -> None:
+        while self._wanted() <= channels:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(BOARDS_CHECK):
+                    await self._boards_changed.wait()
+            self._boards_changed.clear()
+
+    def _on_subscribed(self) -> None:
+        self._subscribed.set()
+        if self._outage:
+            self._outage = False
+            log.info("score_events_restored")
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         # The control subscription is confirmed after the pattern's: both are in place.
         if message["type"] == "subscribe":
-            self._subscribed.set()
-            if self._outage:
-                self._outage = False
-                log.info("score_events_restored")
+            self._on_subscribed()
         elif message["type"] in ("message", "pmessage"):
             decode = _decode_score if message["type"] == "pmessage" else _decode_boards
-            event: Event
-            try:
-                event = decode(message["data"])
-            except msgspec.DecodeError:
-                log.warning("score_event_malformed", channel=str(message.get("channel")))
-                return
-            await self._deliver(event)
+            await self._on_event(message, decode)
+
+    async def _on_event(self, message: dict[str, Any], decode: Callable[[bytes], Event]) -> None:
+        try:
+            event = decode(message["data"])
+        except msgspec.DecodeError:
+            log.warning("score_event_malformed", channel=str(message.get("channel")))
+            return
+        await self._deliver(event)
+        if isinstance(event, BoardsChanged):
+            self._boards_changed.set()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -13,12 +13,12 @@ import secrets
 import time
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from scoreboard.auth.principal import Principal
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.live.tickets import TICKET_TTL, TooManyTickets
+from scoreboard.redis_urls import RedisClient
 
 REDIS_DOWN = (RedisError, OSError)
 MAX_TICKET_LENGTH = 64  # issued tickets are 43 characters; anything longer is not ours
@@ -28,7 +28,7 @@ _decode = msgspec.json.Decoder(Principal).decode
 
 
 class RedisWsTicketStore:
-    def __init__(self, redis: Redis, prefix: str, max_per_user: int = 20) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, max_per_user: int = 20) -> None:
         self._redis = redis
         self._prefix = prefix
         self._max_per_user = max_per_user
@@ -37,7 +37,7 @@ class RedisWsTicketStore:
         return f"{self._prefix}ws-ticket:{ticket}"
 
     def _outstanding_key(self, user_id: str) -> str:
-        return f"{self._prefix}ws-tickets-of:{user_id}"
+        return f"{self._prefix}ws-tickets-of:{{{user_id}}}"  # one user's: one slot
 
     async def issue(self, principal: Principal) -> tuple[str, float]:
         ticket = secrets.token_urlsafe(32)
@@ -46,20 +46,19 @@ class RedisWsTicketStore:
         outstanding = self._outstanding_key(principal.user_id)
         ttl_ms = int(TICKET_TTL * 1000)
         try:
-            # Add first, then count: two instances issuing at once can both be refused at
-            # the cap, but never both let through above it.
+            # Add first, then count (one key, so atomic on a cluster too): two instances
+            # issuing at once can both be refused at the cap, never both let through above
+            # it. The ticket itself (another slot) is stored only once it is within the cap.
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(outstanding, "-inf", now)
                 pipe.zadd(outstanding, {ticket: expires_at})
                 pipe.zcard(outstanding)
                 pipe.pexpire(outstanding, ttl_ms)
-                pipe.set(self._ticket_key(ticket), _encode(principal), px=ttl_ms)
                 count = (await pipe.execute())[2]
             if count > self._max_per_user:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(outstanding, ticket)
-                    pipe.delete(self._ticket_key(ticket))
-                    await pipe.execute()
+                await self._redis.zrem(outstanding, ticket)
+            else:
+                await self._redis.set(self._ticket_key(ticket), _encode(principal), px=ttl_ms)
         except REDIS_DOWN as exc:
             raise ServiceUnavailable("WebSocket tickets are unavailable; retry shortly") from exc
         if count > self._max_per_user:
