@@ -125,6 +125,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             engine = create_engine(settings.resolved_database_url)
             stack.push_async_callback(_bounded, engine.dispose, "engine")
             await prepare_schema(engine, auto_migrate=settings.should_auto_migrate)
+            read_engine = None  # reads that may lag: the leaderboard fallback, admin history
+            if settings.database_read_url:
+                read_engine = create_engine(settings.database_read_url)
+                stack.push_async_callback(_bounded, read_engine.dispose, "read engine")
             if settings.metrics and settings.metrics_port is not None:
                 port = MetricsPort(metrics, settings.host, settings.metrics_port)
                 port.start()
@@ -145,7 +149,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 pool=shared_pool(redis) if not settings.rate_limit_storage else None,
                 metrics=metrics,
             )
-            abuse_repository = AbuseRepository(engine)
+            abuse_repository = AbuseRepository(engine, read_engine)
             webhook = None
             if settings.alert_webhook_url:
                 secret = settings.alert_webhook_secret
@@ -164,7 +168,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
 
             repository = ScoreRepository(engine, boards, metrics=metrics)
             shared = await stack.enter_async_context(
-                shared_backends(settings, engine, repository, boards, redis, metrics)
+                shared_backends(settings, engine, repository, boards, redis, metrics, read_engine)
             )
             ranking, broadcaster, ws_tickets = shared.ranking, shared.broadcaster, shared.tickets
             leaderboard = LeaderboardService(ranking, boards)

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path("scoreboard-data")
     database_url: str | None = None
+    database_read_url: str | None = None  # a PostgreSQL replica for reads that may lag
     auto_migrate: bool | None = None
 
     jwt_secret: SecretStr | None = None
@@ -133,6 +134,13 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("database_read_url")
+    @classmethod
+    def _replica(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql+asyncpg:// URL (a replica of the database)")
+        return url
+
     @field_validator("alert_webhook_url")
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
@@ -168,6 +176,14 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"'{value}' is not a rate such as '100/minute'") from exc
         return value
+
+    @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        if self.database_read_url and self.is_sqlite:
+            raise ValueError(
+                "SCOREBOARD_DATABASE_READ_URL needs SCOREBOARD_DATABASE_URL to be PostgreSQL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_key_source(self) -> Settings:

@@ -159,9 +159,10 @@ async def shared_backends(
     boards: BoardRegistry,
     redis: RedisClient | None,
     metrics: Metrics | None = None,
+    read_engine: AsyncEngine | None = None,
 ) -> AsyncIterator[SharedBackends]:
     """What the instances share. ``redis`` (from ``redis_client``) stays the caller's to
-    close."""
+    close. ``read_engine``: a replica for the database fallback's reads."""
     tickets_per_user = settings.ws_max_per_user * 2
     if redis is None:
         ranking = MemoryRanking()
@@ -174,8 +175,8 @@ async def shared_backends(
     prefix = settings.redis_prefix
     cache = CachedRanking(
         RedisRanking(redis, prefix),
-        SqlRanking(engine),
-        CommittedScores(engine),
+        SqlRanking(engine, read_engine),
+        CommittedScores(engine),  # checks the cache against what is committed: the primary
         boards.readable_keys,
         boards.current_keys,
         settings.cache_sync_interval,

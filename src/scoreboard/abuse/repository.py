@@ -73,8 +73,10 @@ async def write_admin_audit(
 
 
 class AbuseRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+        """``read_engine``: a replica for the admin history, which may lag."""
         self._engine = engine
+        self._reads = read_engine or engine
 
     async def add_flag(
         self,
@@ -172,7 +174,7 @@ class AbuseRepository:
             .limit(limit)
             .offset(offset)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return [dict(row._mapping) for row in await conn.execute(query)]
 
     async def audit(self, note: AdminNote, target: str | None, details: dict[str, Any]) -> None:

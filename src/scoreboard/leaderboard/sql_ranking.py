@@ -47,8 +47,11 @@ def _ahead_of(key: BoardPeriod, user: UserScore) -> ColumnElement[bool]:
 
 
 class SqlRanking:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
+        """Reads go to ``read_engine`` (a replica) when given: they may lag by its delay.
+        ``apply`` answers a writer about its own change, so it reads the primary."""
+        self._engine = read_engine or engine
+        self._primary = self if read_engine is None else SqlRanking(engine)
 
     async def revision(self, key: BoardPeriod) -> int:
         async with self._engine.connect() as conn:
@@ -59,7 +62,7 @@ class SqlRanking:
         return None
 
     async def apply(self, changes: Applied) -> list[RankedEntry | None]:
-        return [await self.rank_of(key, user.user_id) for key, user in changes]
+        return [await self._primary.rank_of(key, user.user_id) for key, user in changes]
 
     async def rank_for(self, key: BoardPeriod, score: int) -> int:
         async with self._engine.connect() as conn:
