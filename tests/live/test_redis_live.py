@@ -143,6 +143,34 @@ async def test_a_stopped_instance_hears_nothing_until_it_starts_again(
     assert await second_inbox.wait_for(1) == [ScoreEvent("global", "all", "alice", 2, 1)]
 
 
+async def test_a_board_created_later_reaches_every_instance(
+    redis_client: Redis, second_client: Redis, redis_prefix: str
+) -> None:
+    """On a cluster each board has a shard channel of its own: a board that appears after
+    start-up needs a subscription on every instance (made when its BoardsChanged arrives),
+    or its events would reach only the instance that accepted them. (One server: the
+    pattern covers it from the start.)"""
+    known = ["global"]
+    instances: list[tuple[RedisBroadcaster, Inbox]] = []
+    for client in (redis_client, second_client):
+        broadcaster, inbox = RedisBroadcaster(client, redis_prefix, lambda: list(known)), Inbox()
+        broadcaster.subscribe(inbox)
+        await broadcaster.start()
+        instances.append((broadcaster, inbox))
+    (first, _), (_, second_inbox) = instances
+    try:
+        known.append("fresh")
+        await first.publish(BoardsChanged(8))
+        fresh = ScoreEvent("fresh", "all", "alice", 3, 1)
+        async with asyncio.timeout(WAIT):  # resubscribing takes a moment: a gap, not a loss
+            while fresh not in second_inbox.events:
+                await first.publish(fresh)
+                await asyncio.sleep(0.1)
+    finally:
+        for broadcaster, _ in instances:
+            await broadcaster.stop()
+
+
 async def test_a_failing_handler_does_not_starve_the_others(
     redis_client: Redis, redis_prefix: str
 ) -> None:
