@@ -183,6 +183,7 @@ async def change(database_url: str, count: int, at: datetime) -> None:
                         '{"global":"all"}',
                         at,
                         at,
+                        at,
                     )
                     for i in range(count)
                 ),
@@ -195,6 +196,7 @@ async def change(database_url: str, count: int, at: datetime) -> None:
                     "boards",
                     "timestamp",
                     "recorded_at",
+                    "issued_at",
                 ],
             )
     finally:

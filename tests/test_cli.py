@@ -244,3 +244,84 @@ def test_rebuild_cache_loads_redis_from_the_database(
     no_redis = run("rebuild-cache", env={"SCOREBOARD_DATABASE_URL": database}, cwd=tmp_path)
     assert no_redis.returncode == 2
     assert "SCOREBOARD_REDIS_URL is not set" in no_redis.stderr
+
+
+@pytest.mark.parametrize(
+    ("age", "message"),
+    [
+        ("8d", "at least 9d"),
+        ("200h", "at least 9d"),
+        ("400", "such as 400d or 240h"),
+        ("400 days", "such as 400d or 240h"),
+        ("-400d", "such as 400d or 240h"),
+        ("99999999d", "such as 400d or 240h"),
+        ("36501d", "at most 36500d"),
+    ],
+)
+def test_prune_refuses_an_audit_age_it_cannot_honour(
+    tmp_path: Path, age: str, message: str
+) -> None:
+    """Too short an age would let a live ticket's audit row go (and its replay score): refused
+    before anything is opened, with a clear message and no traceback."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'untouched.db'}"
+    result = run(
+        "prune", "--audit-older-than", age, env={"SCOREBOARD_DATABASE_URL": database}, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    said = " ".join(result.stderr.replace("│", " ").split())  # unwrapped from its box
+    assert "Invalid value for '--audit-older-than': " in said
+    assert message in said
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "untouched.db").exists()
+
+
+def test_prune_deletes_old_audit_rows_on_sqlite(tmp_path: Path) -> None:
+    """SQLite has no partitions: the rows issued before the cutoff are deleted (in chunks)."""
+    import asyncio
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from scoreboard.database import create_engine, migrate
+    from scoreboard.tables import score_updates
+
+    database = f"sqlite+aiosqlite:///{tmp_path / 'scoreboard.db'}"
+    now = datetime.now(UTC)
+
+    async def audit(*ages: int) -> list[str]:
+        engine = create_engine(database)
+        try:
+            await migrate(engine)
+            async with engine.begin() as conn:
+                for days in ages:
+                    at = now - timedelta(days=days)
+                    await conn.execute(
+                        score_updates.insert().values(
+                            id=str(uuid.uuid4()),
+                            user_id="ann",
+                            action_id=f"{days}-days",
+                            action_type="instant",
+                            score_change=10,
+                            boards='{"global":"all"}',
+                            timestamp=at,
+                            recorded_at=at,
+                            issued_at=at,
+                        )
+                    )
+            async with engine.connect() as conn:
+                query = score_updates.select().with_only_columns(score_updates.c.action_id)
+                return sorted((await conn.execute(query)).scalars())
+        finally:
+            await engine.dispose()
+
+    asyncio.run(audit(800, 401, 399, 0))
+    result = run(
+        "prune",
+        "--audit-older-than",
+        "400d",
+        env={"SCOREBOARD_DATABASE_URL": database},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "deleted 2 rows" in result.stderr
+    assert "pruned 0 periods" in result.stderr
+    assert asyncio.run(audit()) == ["0-days", "399-days"]

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from alembic import command
 from litestar.testing import AsyncTestClient
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from scoreboard.app import create_app
 from scoreboard.database import _alembic_config, create_engine, migrate
+from scoreboard.tables import score_updates
 from tests.helpers import Api, make_settings
 from tests.postgres import temporary_database
 
@@ -158,5 +160,82 @@ async def test_0004_indexes_the_audit_log_by_time_and_tunes_autovacuum_both_ways
         async with engine.begin() as conn:
             await conn.run_sync(_downgrade_to("0003"))  # type: ignore[arg-type]
         assert await state() == (False, [])
+    finally:
+        await engine.dispose()
+
+
+async def test_0005_gives_every_audit_row_its_issue_time_and_keeps_action_ids_unique(
+    empty_database: str,
+) -> None:
+    """Rows written under 0004 get their recorded_at as issue time. SQLite keeps the plain
+    table and ``action_id`` UNIQUE on its own; PostgreSQL partitions it by month with the
+    unique key (action_id, issued_at). Both go back to 0004 with every row."""
+    engine = create_engine(empty_database)
+    postgres = engine.dialect.name == "postgresql"
+    old_rows = [(f"old-{i}", T0 - timedelta(days=40 * i)) for i in range(3)]
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade_to("0004"))  # type: ignore[arg-type]
+            for action_id, at in old_rows:
+                await conn.execute(
+                    text(
+                        "INSERT INTO score_updates (id, user_id, action_id, action_type, "
+                        "score_change, boards, timestamp, recorded_at) VALUES "
+                        "(:id, 'ann', :a, 'level_complete', 10, '{}', :at, :at)"
+                    ),
+                    {"id": str(uuid.uuid4()), "a": action_id, "at": at},
+                )
+        await migrate(engine)
+
+        async with engine.connect() as conn:
+            issued = {
+                row.action_id: row.issued_at
+                for row in await conn.execute(
+                    select(score_updates.c.action_id, score_updates.c.issued_at)
+                )
+            }
+            indexes = await conn.run_sync(
+                lambda sync: {i["name"] for i in inspect(sync).get_indexes("score_updates")}
+            )
+            unique = await conn.run_sync(
+                lambda sync: [
+                    tuple(u["column_names"])
+                    for u in inspect(sync).get_unique_constraints("score_updates")
+                ]
+            )
+        assert issued == dict(old_rows)
+        assert {"ix_score_updates_user_recorded", "ix_score_updates_recorded_at"} <= indexes
+        if postgres:
+            assert unique == [("action_id", "issued_at")]
+        else:
+            assert unique == [("action_id",)]
+            assert "ix_score_updates_issued_at" in indexes
+        # One action id, one row: a second row with the same action id is refused (on
+        # PostgreSQL, where the key holds issued_at, with the same issue time).
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    score_updates.insert().values(
+                        id=str(uuid.uuid4()),
+                        user_id="ann",
+                        action_id="old-0",
+                        action_type="level_complete",
+                        score_change=10,
+                        boards="{}",
+                        timestamp=T0,
+                        recorded_at=T0,
+                        issued_at=T0 if postgres else T0 + timedelta(days=31),
+                    )
+                )
+
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade_to("0004"))  # type: ignore[arg-type]
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns("score_updates")}
+            )
+            actions = (await conn.execute(text("SELECT action_id FROM score_updates"))).scalars()
+            assert sorted(actions) == sorted(action for action, _ in old_rows)
+        assert "issued_at" not in columns
     finally:
         await engine.dispose()

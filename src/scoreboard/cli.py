@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from secrets import token_urlsafe
 from typing import Annotated
@@ -12,11 +14,18 @@ from typing import Annotated
 import structlog
 import typer
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.actions.catalog import load_catalog
+from scoreboard.audit_partitions import (
+    MAX_TICKET_TTL,
+    MIN_AUDIT_RETENTION,
+    AuditPruned,
+    PartitionsBusy,
+    ensure_partitions,
+    prune_audit,
+)
 from scoreboard.auth.principal import DEFAULT_USER_SCOPES
 from scoreboard.auth.tokens import mint_token
 from scoreboard.boards.repository import BoardRepository
@@ -32,6 +41,7 @@ from scoreboard.leaderboard.redis_ranking import LOAD_BATCH, RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
 from scoreboard.logging import configure_logging
 from scoreboard.records import BoardPeriod
+from scoreboard.redis_urls import REDIS_FAILED
 from scoreboard.server import make_server
 from scoreboard.shapes import redis_client
 
@@ -144,7 +154,7 @@ def rebuild_cache() -> None:
         raise typer.Exit(2)
     try:
         rebuilt, busy = asyncio.run(_rebuild(settings))
-    except (OSError, ValueError, SQLAlchemyError, RedisError) as exc:
+    except (OSError, ValueError, SQLAlchemyError, *REDIS_FAILED) as exc:
         typer.secho(f"cannot rebuild: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     for key, users in rebuilt.items():
@@ -176,21 +186,82 @@ async def _rebuild(settings: Settings) -> tuple[dict[BoardPeriod, int], list[Boa
         await engine.dispose()
 
 
+_AGE = re.compile(r"(\d{1,6})([dh])")
+MAX_AUDIT_AGE = timedelta(days=36_500)
+AUDIT_AGE_OPTION = "'--audit-older-than'"
+
+
+def parse_audit_age(value: str | None) -> timedelta | None:
+    """``--audit-older-than``: a whole number of days (``400d``) or hours (``240h``), no
+    shorter than MIN_AUDIT_RETENTION (a live ticket's audit row must stay)."""
+    if value is None:
+        return None
+    found = _AGE.fullmatch(value.strip())
+    if found is None:
+        raise typer.BadParameter(
+            f"'{value[:40]}' is not an age: write a whole number of days or hours, "
+            "such as 400d or 240h",
+            param_hint=AUDIT_AGE_OPTION,
+        )
+    count, unit = int(found[1]), found[2]
+    age = timedelta(days=count) if unit == "d" else timedelta(hours=count)
+    if age < MIN_AUDIT_RETENTION:
+        raise typer.BadParameter(
+            f"must be at least {MIN_AUDIT_RETENTION.days}d: a ticket lives up to "
+            f"{MAX_TICKET_TTL.days} days, and while it lives its audit row is what refuses "
+            "its replay",
+            param_hint=AUDIT_AGE_OPTION,
+        )
+    if age > MAX_AUDIT_AGE:
+        raise typer.BadParameter(
+            f"must be at most {MAX_AUDIT_AGE.days}d", param_hint=AUDIT_AGE_OPTION
+        )
+    return age
+
+
 @cli.command()
-def prune() -> None:
+def prune(
+    audit_older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--audit-older-than",
+            metavar="AGE",
+            help="Also remove the audit log (score_updates) older than AGE, e.g. 400d or "
+            f"240h; at least {MIN_AUDIT_RETENTION.days}d. PostgreSQL drops whole months "
+            "(partitions) that lie wholly before it; SQLite deletes the rows.",
+        ),
+    ] = None,
+) -> None:
     """Delete the scores of closed periods past their board's keep_periods (the running
-    service also does it every SCOREBOARD_PRUNE_INTERVAL seconds)."""
+    service also does it every SCOREBOARD_PRUNE_INTERVAL seconds), and with
+    --audit-older-than the old audit log."""
+    age = parse_audit_age(audit_older_than)
     settings = _settings()
     try:
-        pruned = asyncio.run(_prune(settings))
-    except (OSError, ValueError, SQLAlchemyError, RedisError) as exc:
+        pruned, audit = asyncio.run(_prune(settings, age))
+    except PartitionsBusy as exc:
+        typer.secho(f"cannot prune: {exc}", err=True, fg="yellow")
+        raise typer.Exit(1) from exc
+    except (OSError, ValueError, SQLAlchemyError, *REDIS_FAILED) as exc:
         typer.secho(f"cannot prune: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     names = ", ".join(f"{key.board}/{key.period}" for key in pruned.periods) or "none"
     typer.echo(f"pruned {len(pruned.periods)} periods ({names}), {pruned.scores} scores", err=True)
+    if audit is not None:
+        typer.echo(_describe_audit(audit), err=True)
 
 
-async def _prune(settings: Settings) -> Pruned:
+def _describe_audit(audit: AuditPruned) -> str:
+    before = audit.cutoff.isoformat(timespec="seconds")
+    if audit.partitioned:
+        names = ", ".join(audit.partitions) or "none lies wholly before it"
+        return f"audit log before {before}: dropped {len(audit.partitions)} partitions ({names})"
+    return f"audit log before {before}: deleted {audit.rows} rows"
+
+
+async def _prune(
+    settings: Settings, audit_age: timedelta | None
+) -> tuple[Pruned, AuditPruned | None]:
     engine = create_engine(settings.resolved_database_url)
     redis = redis_client(settings) if settings.redis_url else None
     try:
@@ -198,7 +269,12 @@ async def _prune(settings: Settings) -> Pruned:
         ranking: Ranking = (
             RedisRanking(redis, settings.redis_prefix) if redis is not None else SqlRanking(engine)
         )
-        return await PeriodPruner(boards, BoardRepository(engine), ranking, 0).prune()
+        pruned = await PeriodPruner(boards, BoardRepository(engine), ranking, 0).prune()
+        audit = None
+        if audit_age is not None:
+            now = datetime.now(UTC)
+            audit = await prune_audit(engine, now - audit_age, now=now)
+        return pruned, audit
     finally:
         if redis is not None:
             await redis.aclose()
@@ -207,14 +283,23 @@ async def _prune(settings: Settings) -> Pruned:
 
 @cli.command("migrate")
 def migrate_command() -> None:
-    """Bring the database schema up to date."""
+    """Bring the database schema up to date (and, on PostgreSQL, create the audit log's
+    partitions of this month and the next three)."""
     settings = _settings()
+    created: list[str] = []
+
+    async def work(engine: AsyncEngine) -> None:
+        await migrate(engine)
+        created.extend(await ensure_partitions(engine, system_clock()))
+
     try:
-        asyncio.run(_with_engine(settings, migrate))
+        asyncio.run(_with_engine(settings, work))
     except (OSError, SQLAlchemyError) as exc:
         typer.secho(f"cannot migrate: {exc}", err=True, fg="red")
         raise typer.Exit(2) from exc
     typer.echo("database schema is up to date", err=True)
+    if created:
+        typer.echo(f"audit log partitions created: {', '.join(created)}", err=True)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -85,12 +86,24 @@ Index(
     user_scores.c.user_id,
 )
 
+# The audit log: one row per accepted ticket (or admin change), kept for the audit retention.
+#
+# ``issued_at`` is the ticket's signed issue time (an admin change's own time). On PostgreSQL
+# the table is RANGE-partitioned by month on it (migration 0005, scoreboard.audit_partitions)
+# and, since a unique index of a partitioned table must hold the partition key, the keys are
+# PRIMARY KEY (id, issued_at) and UNIQUE (action_id, issued_at): a replay carries the same
+# signed issued_at, so it meets its first copy in the same partition, whatever month it
+# arrives in, and a forged issued_at does not pass the ticket's signature. On SQLite (one
+# plain table) the keys stay PRIMARY KEY (id) and UNIQUE (action_id), and
+# ``ix_score_updates_issued_at`` serves the retention delete. No default for issued_at: a
+# writer that forgot it must fail, not file the row under its arrival time (a replay next
+# month would then miss it).
 score_updates = Table(
     "score_updates",
     metadata,
     Column("id", String(36), primary_key=True),
     Column("user_id", String(36), nullable=False),
-    Column("action_id", String(36), nullable=False, unique=True),
+    Column("action_id", String(36), nullable=False),
     Column("action_type", String(64), nullable=False),
     Column("score_change", BigInteger, nullable=False),
     Column("value", BigInteger, nullable=True),  # for best/latest boards: the ranked value
@@ -98,9 +111,23 @@ score_updates = Table(
     Column("timestamp", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("client_ip", String(45), nullable=True),
+    Column("issued_at", UTCDateTime, primary_key=True),
+    UniqueConstraint("action_id", "issued_at", name="uq_score_updates_action_id"),
 )
 Index("ix_score_updates_user_recorded", score_updates.c.user_id, score_updates.c.recorded_at)
 Index("ix_score_updates_recorded_at", score_updates.c.recorded_at)  # what changed since
+
+# PostgreSQL only, one row at most (migration 0005): the rows written before partitioning got
+# their recorded_at as issued_at, not their ticket's. A ticket issued before
+# ``issued_before`` (tickets of those days, alive for minutes after the upgrade) is also
+# looked up by its action id alone, so its replay is refused too.
+score_updates_legacy = Table(
+    "score_updates_legacy",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("issued_before", UTCDateTime, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
 
 # Boards defined at runtime (``definition`` JSON), and retirements of any board (a file
 # board has a row only once retired, with no definition).

@@ -103,6 +103,7 @@ class Database:
                         "boards": json.dumps({key.board: key.period}),
                         "timestamp": self.clock(),
                         "recorded_at": self.clock(),
+                        "issued_at": self.clock(),
                     }
                     for u in users
                 ],

@@ -40,6 +40,11 @@ class BoardRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database (the pruner's loop also keeps the audit log's partitions with it)."""
+        return self._engine
+
     @staticmethod
     async def revision(conn: AsyncConnection, *, share: bool = False) -> int:
         """The board revision. ``share`` locks it FOR SHARE until the transaction ends, so a

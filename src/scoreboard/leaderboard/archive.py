@@ -3,6 +3,10 @@ the database and their ranking dropped from memory or Redis, so storage does not
 closed periods. Runs in the background on every instance (deleting twice is harmless) and
 as ``scoreboard prune``.
 
+The background loop also keeps the audit log's monthly partitions (PostgreSQL) created
+``MONTHS_AHEAD`` months ahead of the clock (scoreboard.audit_partitions): one more round of
+upkeep per interval, on every instance (creating what exists is a no-op).
+
 Scores of a board the catalog no longer defines are left alone (a typo in the catalog file
 must not delete a season) and logged.
 """
@@ -16,6 +20,7 @@ from datetime import timedelta
 
 import structlog
 
+from scoreboard.audit_partitions import ensure_partitions
 from scoreboard.boards.repository import BoardRepository
 from scoreboard.boards.service import BoardRegistry
 from scoreboard.leaderboard.ranking import Ranking
@@ -79,6 +84,11 @@ class PeriodPruner:
             )
         return Pruned(pruned, deleted)
 
+    async def keep_audit_partitions(self) -> list[str]:
+        """Create the audit log's partitions of this month and the next few where missing;
+        the names created (none on SQLite)."""
+        return await ensure_partitions(self._repository.engine, self._boards.clock())
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="period-pruner")
 
@@ -94,4 +104,8 @@ class PeriodPruner:
                 await self.prune()
             except Exception as exc:  # the database or Redis may be away: next time
                 log.warning("prune_failed", error=type(exc).__name__)
+            try:
+                await self.keep_audit_partitions()
+            except Exception as exc:  # away, or a lock held too long: next time
+                log.warning("audit_partitions_failed", error=type(exc).__name__)
             await asyncio.sleep(self._interval)

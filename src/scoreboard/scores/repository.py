@@ -7,9 +7,15 @@ commit returns. Per batch:
 1. lock the board revision FOR SHARE (reloading the boards if an admin changed them) and
    read the clock: every change lands in the period current at that instant, on every
    board it feeds;
-2. insert the audit rows, ``ON CONFLICT (action_id) DO NOTHING RETURNING action_id`` — the
-   UNIQUE action id is what makes every ticket count at most once, on all its boards,
-   across instances and restarts;
+2. insert the audit rows, ``ON CONFLICT (action_id[, issued_at]) DO NOTHING RETURNING
+   action_id`` — the unique key is what makes every ticket count at most once, on all its
+   boards, across instances and restarts. On SQLite it is the action id; on PostgreSQL,
+   where score_updates is partitioned by month on the ticket's signed ``issued_at``, it is
+   (action_id, issued_at): a replay carries the same signed issue time, so it meets its
+   first copy in the same partition whatever month it arrives in. (Tickets old enough to
+   have rows from before partitioning are looked up by action id as well; a batch whose
+   month has no partition yet gets it and commits again: see ``_legacy_replays`` and
+   ``_commit_batch``);
 3. upsert the accepted rows into ``user_scores``, one statement per kind of board (points
    add up, the best value stays, the latest value replaces).
 
@@ -25,7 +31,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -34,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from scoreboard.abuse.repository import write_admin_audit
+from scoreboard.audit_partitions import MAX_CLOCK_SKEW, ensure_months, may_lack_partition
 from scoreboard.boards.periods import Period
 from scoreboard.boards.repository import BoardRepository
 from scoreboard.boards.rules import Operator
@@ -50,7 +57,7 @@ from scoreboard.errors import (
 from scoreboard.metrics import Metrics
 from scoreboard.records import BoardPeriod, Order, UserScore
 from scoreboard.scores.models import BoardScore, Recorded, ScoreChange
-from scoreboard.tables import score_updates, user_scores
+from scoreboard.tables import score_updates, score_updates_legacy, user_scores
 
 log = structlog.get_logger("scoreboard.scores")
 Outcome = Recorded | BaseException
@@ -67,6 +74,13 @@ class Pending:
 Target = tuple[BoardEntry, Period]
 RowKey = tuple[str, str, str]  # board, period, user
 KNOWN_PERIODS_CAP = 10_000
+_UNREAD = datetime.min.replace(tzinfo=UTC)
+
+
+def issued_at(change: ScoreChange) -> datetime:
+    """The audit row's partition key: the ticket's signed issue time. A change without a
+    ticket (an admin's) uses its own time; either way a replay of a change repeats it."""
+    return change.issued_at if change.issued_at is not None else change.timestamp
 
 
 def _user_score(row: Any) -> UserScore:
@@ -157,11 +171,14 @@ class ScoreRepository:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._known_periods: set[tuple[str, str]] = set()
+        self._partitioned = engine.dialect.name == "postgresql"
+        self._legacy_before: datetime | None = _UNREAD  # read once (PostgreSQL)
         # Built once: executed with a list of rows, SQLAlchemy's "insertmanyvalues" sends
         # them as multi-row INSERTs from a cached compiled statement.
+        unique_key = ["action_id", "issued_at"] if self._partitioned else ["action_id"]
         self._insert_audit = (
             upsert_into(engine, score_updates)
-            .on_conflict_do_nothing(index_elements=["action_id"])
+            .on_conflict_do_nothing(index_elements=unique_key)
             .returning(score_updates.c.action_id)
         )
         self._upserts = {kind: _upsert(engine, kind) for kind in KINDS}
@@ -281,7 +298,9 @@ class ScoreRepository:
                 outcomes[i] = (await self._commit_batch([change]))[0]
         return [outcome for outcome in outcomes if outcome is not None]
 
-    async def _commit_batch(self, changes: Sequence[ScoreChange]) -> list[Outcome]:
+    async def _commit_batch(
+        self, changes: Sequence[ScoreChange], *, retried: bool = False
+    ) -> list[Outcome]:
         try:
             async with self._engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_write=True)
@@ -296,12 +315,24 @@ class ScoreRepository:
             self._known_periods |= noted
             return outcomes
         except Exception as exc:
+            if not retried and self._partitioned and may_lack_partition(exc):
+                # The month may have no partition yet (upkeep keeps them months ahead; it
+                # did not run): make sure it has, then commit the same batch again.
+                try:
+                    await ensure_months(self._engine, [issued_at(c) for c in changes])
+                except Exception as ddl_error:
+                    log.warning("audit_partition_not_created", error=type(ddl_error).__name__)
+                    exc = ddl_error
+                else:
+                    return await self._commit_batch(changes, retried=True)
             if is_unavailable(exc):
                 log.warning("score_write_unavailable", error=type(exc).__name__, batch=len(changes))
                 return [ServiceUnavailable("the score database is unavailable") for _ in changes]
             if len(changes) > 1:
                 # One bad change must not sink the others: commit each on its own.
-                return [(await self._commit_batch([change]))[0] for change in changes]
+                return [
+                    (await self._commit_batch([change], retried=retried))[0] for change in changes
+                ]
             if isinstance(exc, ScoreboardError):
                 return [exc]
             if isinstance(exc, IntegrityError) and "score_positive" in str(exc.orig):
@@ -334,6 +365,8 @@ class ScoreRepository:
                 first[change.action_id] = change
                 targets[change.action_id] = self._targets(change, now)
         writable = [c for c in first.values() if targets[c.action_id]]
+        used = await self._legacy_replays(conn, writable)
+        writable = [c for c in writable if c.action_id not in used]
         audit_rows = [
             {
                 "id": str(uuid.uuid4()),
@@ -349,6 +382,7 @@ class ScoreRepository:
                 "timestamp": c.timestamp,
                 "recorded_at": now,
                 "client_ip": c.client_ip,
+                "issued_at": issued_at(c),
             }
             for c in sorted(writable, key=lambda c: c.action_id)
         ]
@@ -399,6 +433,36 @@ class ScoreRepository:
         new_periods = periods - self._known_periods
         await BoardRepository.note_periods(conn, sorted(new_periods), now)
         return _outcomes(changes, accepted, first, targets, committed), new_periods
+
+    async def _legacy_replays(
+        self, conn: AsyncConnection, changes: Sequence[ScoreChange]
+    ) -> set[str]:
+        """The action ids of these changes that a row from before partitioning already used
+        (PostgreSQL). Such a row's issued_at is its recorded_at, not its ticket's, so the
+        unique key would not meet the replay: the tickets issued before the upgrade's horizon
+        (alive a ticket's lifetime after it at most) are looked up by action id, in the
+        months their row can be in: from the ticket's issue time (a row's recorded_at is
+        never earlier, give or take the instances' clocks) to the horizon. Those rows are
+        never written again, so there is no race to lose."""
+        if not self._partitioned or not changes:
+            return set()
+        if self._legacy_before is _UNREAD:
+            self._legacy_before = await conn.scalar(select(score_updates_legacy.c.issued_before))
+        horizon = self._legacy_before
+        if horizon is None:
+            return set()
+        old = [c for c in changes if issued_at(c) < horizon]
+        if not old:
+            return set()
+        earliest = min(issued_at(c) for c in old)
+        found = await conn.execute(
+            select(score_updates.c.action_id).where(
+                score_updates.c.action_id.in_([c.action_id for c in old]),
+                score_updates.c.issued_at >= earliest - MAX_CLOCK_SKEW,
+                score_updates.c.issued_at < horizon,
+            )
+        )
+        return set(found.scalars())
 
     async def _names(
         self,
@@ -479,6 +543,7 @@ class ScoreRepository:
                     "timestamp": change.timestamp,
                     "recorded_at": now,
                     "client_ip": None,
+                    "issued_at": issued_at(change),
                 }
             ],
         )
