@@ -10,12 +10,11 @@ import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scoreboard.auth.guards import ApiRequest
 from scoreboard.database import ping
-from scoreboard.redis_urls import RedisClient
+from scoreboard.redis_urls import REDIS_DOWN, RedisClient
 from scoreboard.scores.repository import ScoreRepository
 
 READY_TTL = 1.0  # seconds a readiness answer is reused
@@ -107,5 +106,5 @@ class Readiness:
 async def redis_ok(redis: RedisClient) -> bool:
     try:
         return bool(await redis.ping())
-    except RedisError:
+    except REDIS_DOWN:
         return False

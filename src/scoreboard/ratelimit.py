@@ -27,6 +27,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from scoreboard.config import Settings
 from scoreboard.errors import ScoreboardError
 from scoreboard.metrics import Metrics
+from scoreboard.redis_urls import parse_redis_url
 
 log = structlog.get_logger("scoreboard.ratelimit")
 
@@ -80,6 +81,7 @@ class RateLimiter:
         elif async_url.startswith("async+redis"):  # its own clients: bounded waits
             options |= {"implementation": "redispy", "socket_timeout": 2}
             options["socket_connect_timeout"] = 2
+            async_url = _for_limits(async_url, options)
         storage = storage_from_string(async_url, **options)
         if not isinstance(storage, Storage):
             raise ValueError(f"{storage_url} is not an asynchronous rate-limit storage")
@@ -115,6 +117,22 @@ class RateLimiter:
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+def _for_limits(async_url: str, options: dict[str, Any]) -> str:
+    """A cluster or Sentinel URL as ``limits`` reads it: no credentials in it (``limits``
+    would neither decode them nor keep them out of its errors) and no ``rediss+`` scheme
+    (which it does not know): they become options."""
+    url = async_url.removeprefix("async+")
+    target = parse_redis_url(url)
+    if target.topology == "single":
+        return async_url
+    options |= {"username": target.username, "password": target.password}
+    if target.tls:
+        options["ssl"] = True
+    hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in target.nodes)
+    tail = f"/{target.master}" if target.master else ""
+    return f"async+redis+{target.topology}://{hosts}{tail}"
 
 
 @dataclass(frozen=True, slots=True)

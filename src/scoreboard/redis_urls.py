@@ -17,8 +17,13 @@ from urllib.parse import unquote
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 RedisClient = Redis | RedisCluster
+# What a failing Redis raises. A cluster that cannot be reached raises RedisClusterException
+# (no node answers, a slot nobody serves), which is not a RedisError.
+REDIS_FAILED = (RedisError, RedisClusterException)
+REDIS_DOWN = (*REDIS_FAILED, OSError)  # and the sockets' own errors
 Topology = Literal["single", "cluster", "sentinel"]
 
 SINGLE_SCHEMES = ("redis", "rediss", "unix")

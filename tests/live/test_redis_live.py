@@ -13,7 +13,7 @@ from redis.asyncio.cluster import ClusterPubSub
 
 from scoreboard.auth.principal import Principal
 from scoreboard.errors import ServiceUnavailable
-from scoreboard.live import redis_tickets
+from scoreboard.live import redis_broadcaster, redis_tickets
 from scoreboard.live.broadcaster import Event
 from scoreboard.live.redis_broadcaster import RedisBroadcaster
 from scoreboard.live.redis_tickets import RedisWsTicketStore
@@ -144,12 +144,13 @@ async def test_a_stopped_instance_hears_nothing_until_it_starts_again(
 
 
 async def test_a_board_created_later_reaches_every_instance(
-    redis_client: Redis, second_client: Redis, redis_prefix: str
+    redis_client: Redis, second_client: Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a cluster each board has a shard channel of its own: a board that appears after
     start-up needs a subscription on every instance (made when its BoardsChanged arrives),
     or its events would reach only the instance that accepted them. (One server: the
     pattern covers it from the start.)"""
+    monkeypatch.setattr(redis_broadcaster, "BOARDS_CHECK", 60.0)  # the event, not the timer
     known = ["global"]
     instances: list[tuple[RedisBroadcaster, Inbox]] = []
     for client in (redis_client, second_client):

@@ -10,6 +10,8 @@ how long the cache and the fan-out took to come back are printed (``pytest -s``)
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scoreboard.config import Settings
+from scoreboard.live.broadcaster import Event
+from scoreboard.live.redis_broadcaster import RedisBroadcaster
+from scoreboard.records import ScoreEvent
+from scoreboard.shapes import redis_client
 from tests.helpers import Api, make_token
 from tests.live.wsclient import next_event, open_ws
 from tests.production.conftest import (
@@ -32,6 +39,7 @@ from tests.production.conftest import (
     leaderboard_scores,
     stored,
 )
+from tests.redis_support import sync_client
 from tests.redis_topology import (  # noqa: F401 - fixtures
     ClusterProcesses,
     SentinelProcesses,
@@ -198,3 +206,40 @@ async def test_the_sentinel_master_dies_during_a_stream_of_updates(
             return f"killed master {port}", redis_sentinel.wait_for_failover(port)
 
         await _failover_under_load(shape, fail, "sentinel")
+
+
+async def test_fan_out_comes_back_when_a_master_hangs(
+    fresh_redis_cluster: ClusterProcesses,
+) -> None:
+    """A master that hangs (SIGSTOP: no reset ever reaches its subscribers, unlike a kill)
+    must not silence its board's channel for good: once a replica takes over, the instances
+    notice the slot's new owner and subscribe there."""
+    cluster = fresh_redis_cluster
+    clients = [redis_client(Settings(redis_url=cluster.url)) for _ in range(2)]
+    sender = RedisBroadcaster(clients[0], "sbhung:", lambda: ["global"])
+    listener = RedisBroadcaster(clients[1], "sbhung:", lambda: ["global"])
+    heard: list[Event] = []
+
+    async def hear(event: Event) -> None:
+        heard.append(event)
+
+    listener.subscribe(hear)
+    await sender.start()
+    await listener.start()
+    port = cluster.master_port_for_key(listener.board_channel("global"))
+    pid = int(sync_client(f"redis://127.0.0.1:{port}").info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        hung_at, n = time.monotonic(), 0
+        while not heard and time.monotonic() - hung_at < RECOVERY:
+            n += 1
+            await sender.publish(ScoreEvent("global", "all", "alice", n, 1))
+            await asyncio.sleep(0.2)
+        assert heard, f"nothing heard {RECOVERY} s after the master hung"
+        print(f"\nhung master: fan-out back after {time.monotonic() - hung_at:.1f} s")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for broadcaster in (sender, listener):
+            await broadcaster.stop()
+        for client in clients:
+            await client.aclose()

@@ -35,7 +35,6 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 import structlog
-from redis.exceptions import RedisError
 
 from scoreboard.clock import Clock, system_clock
 from scoreboard.leaderboard.committed import CommittedScores
@@ -45,6 +44,7 @@ from scoreboard.leaderboard.redis_ranking import LOAD_BATCH, RedisRanking
 from scoreboard.leaderboard.sql_ranking import SqlRanking
 from scoreboard.metrics import Metrics
 from scoreboard.records import BoardPeriod, UserScore
+from scoreboard.redis_urls import REDIS_FAILED
 
 log = structlog.get_logger("scoreboard.cache")
 T = TypeVar("T")
@@ -150,7 +150,7 @@ class CachedRanking:
         if not self.stale:
             try:
                 answer = await from_cache()
-            except RedisError as exc:
+            except REDIS_FAILED as exc:
                 self._mark_stale(exc)
                 self._counts[operation, "miss"].inc()
             else:
@@ -220,7 +220,7 @@ class CachedRanking:
         if self._writable:
             try:
                 return await self._cache.apply(changes)
-            except RedisError as exc:  # the database has it; the next sync puts it in the cache
+            except REDIS_FAILED as exc:  # the database has it; the next sync puts it in the cache
                 self._mark_stale(exc)
         return await self._database.apply(changes)
 
@@ -230,7 +230,7 @@ class CachedRanking:
     async def drop(self, key: BoardPeriod) -> None:
         try:
             await self._cache.drop(key)
-        except RedisError as exc:  # a later prune drops it again
+        except REDIS_FAILED as exc:  # a later prune drops it again
             self._mark_stale(exc)
 
     async def sync(self) -> dict[BoardPeriod, str]:
@@ -268,7 +268,7 @@ class CachedRanking:
                     self._settled.add(key)
                 else:
                     self._since[key] = resume_at or started - self._grace
-        except RedisError as exc:
+        except REDIS_FAILED as exc:
             self._mark_stale(exc)
             return found
         log.info(

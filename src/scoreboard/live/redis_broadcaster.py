@@ -30,19 +30,17 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from scoreboard.live.broadcaster import Event, Handler
 from scoreboard.records import BoardsChanged, ScoreEvent
-from scoreboard.redis_urls import RedisClient
+from scoreboard.redis_urls import REDIS_DOWN, RedisClient
 
 log = structlog.get_logger("scoreboard.live")
 FIRST_RETRY = 0.1
 LAST_RETRY = 5.0
-REDIS_DOWN = (RedisError, OSError)
 
 STOP_TIMEOUT = 3.0
-BOARDS_CHECK = 5.0  # seconds between looks for boards without a shard subscription
+BOARDS_CHECK = 2.0  # seconds between looks for new boards and moved slots (cluster)
 _encode = msgspec.json.Encoder().encode
 _decode_score = msgspec.json.Decoder(ScoreEvent).decode
 _decode_boards = msgspec.json.Decoder(BoardsChanged).decode
@@ -144,7 +142,7 @@ class RedisBroadcaster:
                 if self._cluster is not None:
                     await self._listen_sharded(self._cluster)
                     delay = FIRST_RETRY
-                    continue  # the boards changed: subscribe again, at once
+                    continue  # the boards or the slot owners changed: subscribe again, now
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(self.pattern)
                     await pubsub.subscribe(self.control)
@@ -152,6 +150,8 @@ class RedisBroadcaster:
                         await self._on_message(message)
                         delay = FIRST_RETRY
             except REDIS_DOWN as exc:
+                if self._subscribed.is_set():  # it was up: the backoff starts afresh
+                    delay = FIRST_RETRY
                 if not self._outage:
                     self._outage = True
                     log.warning("score_events_unavailable", error=str(exc) or type(exc).__name__)
@@ -176,6 +176,7 @@ class RedisBroadcaster:
             if node is None:
                 raise RedisConnectionError(f"no master serves the slot of {channel}")
             by_node.setdefault(node.name, (node, []))[1].append(channel)
+        owners = {channel: name for name, (_, names) in by_node.items() for channel in names}
         confirmed = [0]
         async with contextlib.AsyncExitStack() as stack:
             readers = []
@@ -193,7 +194,7 @@ class RedisBroadcaster:
                     await pubsub.ssubscribe(name)
                 readers.append(self._read_shards(pubsub, confirmed, channels))
             watching = [asyncio.create_task(reader) for reader in readers]
-            watching.append(asyncio.create_task(self._until_new_boards(channels)))
+            watching.append(asyncio.create_task(self._until_changed(cluster, owners)))
             try:
                 done, _ = await asyncio.wait(watching, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -201,7 +202,7 @@ class RedisBroadcaster:
                     task.cancel()
                 await asyncio.gather(*watching, return_exceptions=True)
             for task in done:
-                task.result()  # a reader's error goes up; the boards watcher just returns
+                task.result()  # a reader's error goes up; the watcher just returns
 
     async def _read_shards(self, pubsub: PubSub, confirmed: list[int], channels: set[str]) -> None:
         async for message in pubsub.listen():
@@ -212,17 +213,28 @@ class RedisBroadcaster:
                     self._channels = channels
                     self._on_subscribed()
             elif kind == "sunsubscribe":  # the node gave the slot away: failover or move
-                raise RedisConnectionError(f"shard channel {_text(message['channel'])} moved")
+                return  # subscribe again from a fresh slot map, at once
             elif kind == "smessage":
                 control = _text(message["channel"]) == self.control
                 await self._on_event(message, _decode_boards if control else _decode_score)
 
-    async def _until_new_boards(self, channels: set[str]) -> None:
-        while self._wanted() <= channels:
+    async def _until_changed(self, cluster: RedisCluster, owners: dict[str, str]) -> None:
+        """Return when a board appears or a channel's slot has another master: a master that
+        hangs (no reset ever reaches its subscribers) is noticed once its replica takes
+        over. Looks every ``BOARDS_CHECK`` seconds, and at once when the boards change."""
+        while self._wanted() <= owners.keys():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(BOARDS_CHECK):
                     await self._boards_changed.wait()
-            self._boards_changed.clear()
+            if self._boards_changed.is_set():
+                self._boards_changed.clear()
+                continue
+            await cluster.nodes_manager.initialize()
+            for channel, name in owners.items():
+                node = cluster.get_node_from_key(channel)
+                if node is None or node.name != name:
+                    log.info("score_events_slot_moved", channel=channel)
+                    return
 
     def _on_subscribed(self) -> None:
         self._subscribed.set()

@@ -13,14 +13,12 @@ import secrets
 import time
 
 import msgspec
-from redis.exceptions import RedisError
 
 from scoreboard.auth.principal import Principal
 from scoreboard.errors import ServiceUnavailable
 from scoreboard.live.tickets import TICKET_TTL, TooManyTickets
-from scoreboard.redis_urls import RedisClient
+from scoreboard.redis_urls import REDIS_DOWN, RedisClient
 
-REDIS_DOWN = (RedisError, OSError)
 MAX_TICKET_LENGTH = 64  # issued tickets are 43 characters; anything longer is not ours
 
 _encode = msgspec.json.Encoder().encode
