@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterPubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scoreboard.auth.principal import Principal
 from scoreboard.errors import ServiceUnavailable
@@ -170,6 +171,59 @@ async def test_a_board_created_later_reaches_every_instance(
     finally:
         for broadcaster, _ in instances:
             await broadcaster.stop()
+
+
+class LosesTheSecond:
+    """A pipeline through which the second publish never reaches Redis and reports an error,
+    as when one master of a cluster fails while the others take their events."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe, self._calls = pipe, 0
+
+    async def __aenter__(self) -> LosesTheSecond:
+        await self._pipe.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._pipe.__aexit__(*exc)
+
+    def _forward(self, name: str, *args: Any) -> None:
+        self._calls += 1
+        if self._calls != 2:
+            getattr(self._pipe, name)(*args)
+
+    def publish(self, *args: Any) -> None:
+        self._forward("publish", *args)
+
+    def spublish(self, *args: Any) -> None:
+        self._forward("spublish", *args)
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        replies: list[Any] = await self._pipe.execute(raise_on_error=raise_on_error)
+        replies.insert(1, RedisConnectionError("lost on the way"))
+        return replies
+
+
+async def test_an_event_redis_did_not_take_is_delivered_here_once(
+    redis_client: Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish that Redis took in part: the events it took come back through the
+    subscription, the lost one is delivered here directly; none twice, none missing."""
+    broadcaster, inbox = RedisBroadcaster(redis_client, redis_prefix, BOARDS), Inbox()
+    broadcaster.subscribe(inbox)
+    await broadcaster.start()
+    real = redis_client.pipeline
+    monkeypatch.setattr(
+        redis_client, "pipeline", lambda transaction=False: LosesTheSecond(real(transaction))
+    )
+    try:
+        events = [ScoreEvent("global", "all", "alice", n, 1) for n in (1, 2, 3)]
+        await broadcaster.publish(*events)
+        await inbox.wait_for(3)
+        await asyncio.sleep(0.2)
+        assert sorted(map(repr, inbox.events)) == sorted(map(repr, events))
+    finally:
+        await broadcaster.stop()
 
 
 async def test_a_failing_handler_does_not_starve_the_others(

@@ -103,7 +103,10 @@ class RedisBroadcaster:
         return f"{self.board_channels}{{{board}}}"
 
     async def publish(self, *events: Event) -> None:
-        """All events in one round trip."""
+        """All events in one round trip. An event Redis did not take (all of them while it is
+        away; on a cluster, those of a master that failed while the others took theirs) is
+        delivered to this instance's handlers directly, the others come back through the
+        subscription: each event reaches each handler once."""
         # During a known outage skip Redis: each attempt would cost the client's retries.
         if self.subscribed or not self._outage:
             try:
@@ -113,13 +116,20 @@ class RedisBroadcaster:
                             pipe.spublish(self.channel(event), _encode(event))
                         else:
                             pipe.publish(self.channel(event), _encode(event))
-                    await pipe.execute()
+                    replies = await pipe.execute(raise_on_error=False)
             except REDIS_DOWN as exc:
                 if not self._outage:
                     log.warning("score_event_publish_failed", error=str(exc) or type(exc).__name__)
             else:
-                if self.subscribed:  # our own subscription brings them back to our handlers
-                    events = tuple(e for e in events if not self._hears(self.channel(e)))
+                failed = [isinstance(reply, Exception) for reply in replies]
+                if any(failed) and not self._outage:
+                    log.warning("score_event_publish_failed", failed=sum(failed))
+                if self.subscribed:  # our own subscription brings the others back
+                    events = tuple(
+                        event
+                        for event, lost in zip(events, failed, strict=True)
+                        if lost or not self._hears(self.channel(event))
+                    )
         for event in events:
             await self._deliver(event)
 
