@@ -54,7 +54,10 @@ def async_client(url: str) -> RedisClient:
     target = parse_redis_url(url)
     if target.topology == "cluster":
         nodes = [ClusterNode(host, port) for host, port in target.nodes]
-        return RedisCluster(startup_nodes=nodes, socket_timeout=2)
+        # A timeout makes redis-py's cluster client drop the node's connections under the
+        # feet of concurrent commands (AttributeError: no writer): tests that fire hundreds
+        # of commands at once on a loaded machine need room.
+        return RedisCluster(startup_nodes=nodes, socket_timeout=10)
     if target.topology == "sentinel":
         assert target.master
         sentinel = Sentinel(list(target.nodes))  # type: ignore[no-untyped-call]
