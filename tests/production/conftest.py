@@ -12,6 +12,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,18 +167,26 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture
-def shape(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Shape]:
-    deployment = Shape(tmp_path, pg_url, redis_server)
+@contextmanager
+def deployed(tmp_path: Path, database_url: str, redis: RedisDeployment) -> Iterator[Shape]:
+    """A deployment whose processes stop when the block ends, their logs printed (pytest
+    shows them when the test failed)."""
+    deployment = Shape(tmp_path, database_url, redis)
     try:
         yield deployment
     finally:
         for process in reversed(deployment.started):
             process.stop()
-        for log in deployment.logs:  # shown by pytest when the test failed
+        for log in deployment.logs:
             if log.exists():
                 print(f"----- {log.name} (last 4000 characters) -----")
                 print(log.read_text(errors="replace")[-4000:])
+
+
+@pytest.fixture
+def shape(tmp_path: Path, pg_url: str, redis_server: RedisServer) -> Iterator[Shape]:
+    with deployed(tmp_path, pg_url, redis_server) as deployment:
+        yield deployment
 
 
 # --- What PostgreSQL holds -------------------------------------------------------------------

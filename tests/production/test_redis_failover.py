@@ -13,8 +13,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +30,10 @@ from tests.live.wsclient import next_event, open_ws
 from tests.production.conftest import (
     POINTS,
     Ledger,
-    RedisDeployment,
     Shape,
     audit_id,
     board_shows,
+    deployed,
     eventually,
     leaderboard_scores,
     stored,
@@ -50,20 +49,6 @@ from tests.redis_topology import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.slow
 RECOVERY = 30.0  # seconds the service may take to heal itself after the failover
 USERS = [f"failover-{n}" for n in range(5)]
-
-
-@contextmanager
-def deployed(tmp_path: Path, database_url: str, redis: RedisDeployment) -> Iterator[Shape]:
-    shape = Shape(tmp_path, database_url, redis)
-    try:
-        yield shape
-    finally:
-        for process in reversed(shape.started):
-            process.stop()
-        for log in shape.logs:
-            if log.exists():
-                print(f"----- {log.name} (last 4000 characters) -----")
-                print(log.read_text(errors="replace")[-4000:])
 
 
 @dataclass
