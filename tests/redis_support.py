@@ -19,13 +19,13 @@ import redis
 import redis.cluster
 import redis.sentinel
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from scoreboard.redis_urls import RedisClient, parse_redis_url
+from scoreboard.redis_urls import ClusterClient, RedisClient, parse_redis_url
 from tests.processes import RedisServer
 from tests.server import free_port
 
@@ -57,7 +57,7 @@ def async_client(url: str) -> RedisClient:
         # A timeout makes redis-py's cluster client drop the node's connections under the
         # feet of concurrent commands (AttributeError: no writer): tests that fire hundreds
         # of commands at once on a loaded machine need room.
-        return RedisCluster(startup_nodes=nodes, socket_timeout=10)
+        return ClusterClient(startup_nodes=nodes, socket_timeout=10)
     if target.topology == "sentinel":
         assert target.master
         sentinel = Sentinel(list(target.nodes))  # type: ignore[no-untyped-call]

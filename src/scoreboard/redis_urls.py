@@ -12,12 +12,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError, RedisClusterException, RedisError
+
+
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client, made to retry one more kind of failure. When it refreshes
+    its view of the cluster (after a MOVED, a CLUSTERDOWN, a timeout) it closes connections
+    that other commands may be in the middle of using; such a command fails with
+    ``AttributeError: 'NoneType' object has no attribute 'writelines'`` (redis-py 8.1), which
+    neither its retry nor any caller expects. Here it is the ``ConnectionError`` it is: the
+    client's retry sends the command again on a fresh connection, and if every try fails the
+    caller's Redis-failure handling takes over (a 200 for an update already committed, never a
+    500)."""
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        except AttributeError as exc:
+            raise ConnectionError(
+                f"connection to {target_node.name} closed under a command"
+            ) from exc
+
 
 RedisClient = Redis | RedisCluster
 # What a failing Redis raises. A cluster that cannot be reached raises RedisClusterException

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -34,7 +34,7 @@ from scoreboard.live.redis_broadcaster import RedisBroadcaster
 from scoreboard.live.redis_tickets import RedisWsTicketStore
 from scoreboard.live.tickets import MemoryWsTicketStore, WsTicketStore
 from scoreboard.metrics import Metrics
-from scoreboard.redis_urls import RedisClient, parse_redis_url
+from scoreboard.redis_urls import ClusterClient, RedisClient, parse_redis_url
 from scoreboard.scores.repository import ScoreRepository
 
 log = structlog.get_logger("scoreboard.redis")
@@ -102,7 +102,7 @@ def redis_client(settings: Settings) -> RedisClient:
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
     tls: dict[str, Any] = {"ssl": True} if target.tls else {}
     if target.topology == "cluster":
-        return RedisCluster(
+        return ClusterClient(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             max_connections=settings.redis_max_connections,  # per node
             # A failover: re-read the slot map and retry a command a few times, briefly.

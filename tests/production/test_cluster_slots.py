@@ -5,16 +5,20 @@ user. Checked with CLUSTER KEYSLOT and the cluster's slot map."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from litestar.testing import AsyncTestClient
+from redis.asyncio.cluster import ClusterNode
 
 from scoreboard.app import create_app
+from scoreboard.redis_urls import REDIS_FAILED, ClusterClient
 from tests.helpers import Api, MovableClock, make_settings, make_token
-from tests.redis_support import sync_client
+from tests.redis_support import async_client, sync_client
 from tests.redis_topology import (  # noqa: F401 - the fixture
     ClusterProcesses,
     redis_cluster_fixture,
@@ -83,3 +87,84 @@ async def test_each_board_keeps_to_one_slot_and_boards_spread_over_masters(
         for key in keys:
             cluster.delete(key)
         cluster.close()
+
+
+async def test_commands_survive_the_client_dropping_idle_connections_after_an_error(
+    redis_cluster: ClusterProcesses,
+) -> None:
+    """After any timeout or connection error redis-py's cluster client drops its idle
+    connections to that node; redis-py 8.1 closes them while they are still free to take, and
+    its topology refreshes close connections in use too. A command caught by either failed with
+    ``AttributeError: 'NoneType' object has no attribute 'writelines'``, so a committed update
+    answered 500. Guards against ``ClusterClient`` not retrying it: here the drops run without
+    pause under 6,000 commands, and every command must succeed."""
+    client = async_client(redis_cluster.url)
+    assert isinstance(client, ClusterClient)
+    stop = asyncio.Event()
+
+    async def drop_idle_connections() -> None:
+        while not stop.is_set():
+            for node in client.get_nodes():
+                await node.disconnect_free_connections()
+            await asyncio.sleep(0)
+
+    dropping = asyncio.create_task(drop_idle_connections())
+    try:
+        for round_ in range(30):
+            results = await asyncio.gather(
+                *(client.set(f"sbrace:{{{i}}}", round_) for i in range(200)),
+                return_exceptions=True,
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            print(
+                "ROUND",
+                round_,
+                len(failures),
+                __import__(
+                    "redis.asyncio.cluster"
+                ).asyncio.cluster.ClusterNode.disconnect_free_connections,
+            )
+            assert not failures, f"{len(failures)} commands failed, first: {failures[0]!r}"
+        assert await client.get("sbrace:{7}") == b"29"
+    finally:
+        stop.set()
+        await dropping
+        await client.delete(*(f"sbrace:{{{i}}}" for i in range(200)))
+        await client.aclose()
+
+
+async def test_a_command_whose_connection_was_closed_under_it_is_sent_again(
+    redis_cluster: ClusterProcesses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When redis-py's cluster client refreshes its view of the cluster it closes connections
+    other commands are using; such a command fails with an AttributeError (seen in CI: a
+    ranking update under load). Guards against ``ClusterClient`` letting it through instead of
+    retrying it as the connection error it is."""
+    client = async_client(redis_cluster.url)
+    assert isinstance(client, ClusterClient)
+    try:
+        await client.set("sbclosed:{1}", "before")
+        node = client.get_node_from_key("sbclosed:{1}")
+        real = ClusterNode.execute_command
+        failing = 1
+
+        async def closed_under_it(self: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+            nonlocal failing
+            if self is node and failing:
+                failing -= 1
+                raise AttributeError("'NoneType' object has no attribute 'writelines'")
+            return await real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ClusterNode, "execute_command", closed_under_it)
+        assert await client.set("sbclosed:{1}", "after")
+        assert failing == 0
+        assert await client.get("sbclosed:{1}") == b"after"
+
+        failing = 100  # every try fails: a Redis failure the caller handles
+        with pytest.raises(REDIS_FAILED):
+            await client.get("sbclosed:{1}")
+        assert 0 < failing < 100
+    finally:
+        monkeypatch.undo()
+        await client.delete("sbclosed:{1}")
+        await client.aclose()
