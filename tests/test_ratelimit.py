@@ -3,9 +3,15 @@ test runs) sharing one Redis never share counters."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
 from redis.asyncio import Redis
 
-from scoreboard.ratelimit import Rate, RateLimiter, _for_limits
+from scoreboard.ratelimit import Count, Counted, Rate, RateLimiter, _for_limits
+from tests.redis_support import async_client
 
 pytest_plugins = ["tests.redis_support"]
 
@@ -37,3 +43,100 @@ def test_a_cluster_or_sentinel_url_reaches_limits_without_its_credentials() -> N
     assert url == "async+redis+sentinel://s1:26379,s2:26380/main"
     assert options == {"username": None, "password": "pw"}
     assert _for_limits("async+redis://:pw@h:6379/1", {}) == "async+redis://:pw@h:6379/1"
+
+
+# -- groups of windows counted at once (the velocity rules of a score update) --
+
+BLOCK = Rate.parse("block", "3/day")  # no window boundary in the middle of a test
+FLAG = Rate.parse("flag", "2/day")
+OTHER = Rate.parse("other", "100/day")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[RateLimiter]:
+    """The in-process store (window by window) and the service's Redis (one script call)."""
+    if request.param == "memory":
+        yield RateLimiter("memory://")
+        return
+    url = request.getfixturevalue("redis_url")
+    client = async_client(url)
+    yield RateLimiter(url, key_prefix=f"{redis_prefix}limits", redis=client)
+    await client.aclose()
+
+
+async def test_a_group_a_blocking_window_refuses_counts_in_no_window(
+    limiter: RateLimiter,
+) -> None:
+    """Guards against counting before looking: a refused completion must spend no budget."""
+    group = [Count(OTHER, 1, blocking=True), Count(BLOCK, 2, blocking=True)]
+    assert await limiter.count_all("ann", group) == Counted()  # block: 2 of 3
+    assert await limiter.count_all("ann", group) == Counted(refused=1)  # 4 > 3: nothing counted
+    assert await limiter.count_all("ann", [Count(BLOCK, 1, blocking=True)]) == Counted()  # 3 of 3
+    assert await limiter.count_all("ann", [Count(OTHER, 99, blocking=True)]) == Counted()
+    assert await limiter.count_all("ann", [Count(OTHER, 1, blocking=True)]) == Counted(refused=0)
+    assert await limiter.count_all("bob", group) == Counted()  # another key counts apart
+
+
+async def test_a_window_over_its_limit_is_reported_and_the_others_counted(
+    limiter: RateLimiter,
+) -> None:
+    group = [Count(FLAG, 1, blocking=False), Count(BLOCK, 1, blocking=True)]
+    assert await limiter.count_all("ann", group) == Counted()
+    assert await limiter.count_all("ann", group) == Counted()
+    assert await limiter.count_all("ann", group) == Counted(over=(0,))  # flag: 3 > 2, not counted
+    assert await limiter.count_all("ann", group) == Counted(refused=1)  # block was counted: 4 > 3
+    zero = Rate.parse("never", "0/day")
+    assert await limiter.count_all("ann", [Count(zero, 1, blocking=False)]) == Counted(over=(0,))
+
+
+async def test_parallel_groups_cannot_slip_under_a_blocking_limit(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Forty completions at once against a limit of 3, from two instances (two clients):
+    exactly three get through, and the flagging window counts only those."""
+    clients = [async_client(redis_url), async_client(redis_url)]
+    limiters = [
+        RateLimiter(redis_url, key_prefix=f"{redis_prefix}limits", redis=c) for c in clients
+    ]
+    try:
+        group = [Count(OTHER, 1, blocking=False), Count(BLOCK, 1, blocking=True)]
+        results = await asyncio.gather(
+            *(limiters[i % 2].count_all("ann", group) for i in range(40))
+        )
+        assert sum(r == Counted() for r in results) == 3
+        assert sum(r == Counted(refused=1) for r in results) == 37
+        spent = [Count(OTHER, 97, blocking=True)]  # 3 counted: exactly 97 more fit
+        assert await limiters[0].count_all("ann", spent) == Counted()
+        assert await limiters[0].count_all("ann", [Count(OTHER, 1, blocking=True)]) == Counted(
+            refused=0
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_a_group_is_one_call_to_redis(
+    redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All the windows of a completion in one round trip (they were five calls)."""
+    client = async_client(redis_url)
+    limiter = RateLimiter(redis_url, key_prefix=f"{redis_prefix}limits", redis=client)
+    group = [Count(BLOCK, 1, True), Count(FLAG, 1, False), Count(OTHER, 1, True)]
+    await limiter.count_all("ann", group)  # loads the script
+    sent: list[object] = []
+    send = client.execute_command
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        return await send(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    assert await limiter.count_all("ann", group) == Counted()
+    assert sent == ["EVALSHA"]
+    await client.aclose()
+
+
+async def test_a_group_fits_when_redis_is_down(dead_redis_client: Redis) -> None:
+    """Fail open, as every limit does: losing a window for a minute beats refusing players."""
+    limiter = RateLimiter("memory://", redis=dead_redis_client)
+    assert await limiter.count_all("ann", [Count(BLOCK, 99, blocking=True)]) == Counted()

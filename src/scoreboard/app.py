@@ -148,6 +148,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 # Redis limits share the service's bounded pool, unless stored elsewhere.
                 pool=shared_pool(redis) if not settings.rate_limit_storage else None,
                 metrics=metrics,
+                redis=redis if not settings.rate_limit_storage else None,
             )
             abuse_repository = AbuseRepository(engine, read_engine)
             webhook = None

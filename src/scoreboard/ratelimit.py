@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from scoreboard.config import Settings
 from scoreboard.errors import ScoreboardError
 from scoreboard.metrics import Metrics
-from scoreboard.redis_urls import parse_redis_url
+from scoreboard.redis_urls import REDIS_DOWN, RedisClient, parse_redis_url
 
 log = structlog.get_logger("scoreboard.ratelimit")
 
@@ -61,6 +61,72 @@ class RateLimited(ScoreboardError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Count:
+    """One window to count a request against, as part of a group (``RateLimiter.count_all``).
+    A blocking window over its limit refuses the whole group; any other is only reported."""
+
+    rate: Rate
+    cost: int
+    blocking: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What counting a group found, by position in the group: the blocking window that
+    refused it (then nothing was counted), or the other windows that were over their limit
+    (not counted; the rest were)."""
+
+    refused: int | None = None
+    over: tuple[int, ...] = ()
+
+
+# Every window of a group in one call: the sliding-window counter of ``limits``
+# (acquire_sliding_window.lua), first looking at every window, then counting. KEYS: each
+# window's previous and current counter; ARGV: per window limit, expiry (s), cost, blocking.
+COUNT_ALL = """
+local n = #KEYS / 2
+local weighted = {}
+for i = 1, n do
+    local previous, current = KEYS[2 * i - 1], KEYS[2 * i]
+    local expiry = tonumber(ARGV[4 * i - 2]) * 1000
+    local current_ttl = tonumber(redis.call('pttl', current))
+    if current_ttl > 0 and current_ttl < expiry then
+        redis.call('rename', current, previous)
+        redis.call('set', current, 0, 'PX', current_ttl + expiry)
+    end
+    local previous_count = tonumber(redis.call('get', previous)) or 0
+    local previous_ttl = math.max(tonumber(redis.call('pttl', previous)) or 0, 0)
+    local current_count = tonumber(redis.call('get', current)) or 0
+    weighted[i] = math.floor(previous_count * previous_ttl / expiry) + current_count
+end
+local over = {}
+for i = 1, n do
+    local limit, cost = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 1])
+    if limit <= 0 or weighted[i] + cost > limit then
+        if ARGV[4 * i] == '1' then
+            return {i}
+        end
+        over[i] = true
+    end
+end
+local found = {0}
+for i = 1, n do
+    if over[i] then
+        table.insert(found, i)
+    else
+        local current, cost = KEYS[2 * i], tonumber(ARGV[4 * i - 1])
+        if redis.call('exists', current) == 1 then
+            redis.call('incrby', current, cost)
+        else
+            redis.call('set', current, cost, 'PX', tonumber(ARGV[4 * i - 2]) * 2000)
+        end
+    end
+end
+return found
+"""
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -68,8 +134,14 @@ class RateLimiter:
         key_prefix: str = "scoreboard:limits",
         pool: Any = None,
         metrics: Metrics | None = None,
+        redis: RedisClient | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        # Groups of windows (count_all) are counted in one script call on this client (the
+        # service's own, when the limits are kept in its Redis), else window by window.
+        self._redis = redis
+        self._key_prefix = key_prefix
+        self._count_all = redis.register_script(COUNT_ALL) if redis is not None else None
         # The async flavour of any limits storage URL: memory://, redis://, redis+cluster://,
         # redis+sentinel://... Keys go under the service's own prefix, so deployments sharing
         # a Redis never share counters. Redis is always spoken to with redis-py; with ``pool``
@@ -103,6 +175,54 @@ class RateLimiter:
         except Exception as exc:
             log.warning("rate_limit_storage_failed", rate=rate.name, error=type(exc).__name__)
             return True
+
+    async def count_all(self, key: str, counts: Sequence[Count]) -> Counted:
+        """Count a request against several windows of one key at once: if any blocking window
+        would go over its limit, nothing is counted; otherwise every window that stays within
+        its limit is counted. On Redis one atomic call, so parallel requests cannot all slip
+        under a blocking limit. Storage down: everything fits (fail open, loudly)."""
+        if self._count_all is None:
+            return await self._count_each(key, counts)
+        keys: list[str] = []
+        args: list[int | str] = []
+        for count in counts:
+            item = count.rate.item
+            window = f"{count.rate.name}:{item.amount}/{count.rate.window}"
+            current = f"{self._key_prefix}:w:{{{key}}}:{window}"  # a key's windows: one slot
+            keys += [f"{current}/-1", current]
+            args += [item.amount, count.rate.window, count.cost, "1" if count.blocking else "0"]
+        try:
+            reply = await self._count_all(keys=keys, args=args)
+        except REDIS_DOWN as exc:
+            log.warning("rate_limit_storage_failed", rate="count_all", error=type(exc).__name__)
+            return Counted()
+        if reply[0]:
+            return Counted(refused=int(reply[0]) - 1)
+        return Counted(over=tuple(int(i) - 1 for i in reply[1:]))
+
+    async def _count_each(self, key: str, counts: Sequence[Count]) -> Counted:
+        """count_all window by window (an in-process store costs no round trips): test the
+        blocking windows, then count every window, blocking first. Atomic per window only: of
+        parallel requests, the one that loses a race for a blocking window is refused when
+        counted, and the windows counted before it keep its count."""
+        for i, count in enumerate(counts):
+            if count.blocking and not await self._fits(count, key, counting=False):
+                return Counted(refused=i)
+        over: list[int] = []
+        for i, count in sorted(enumerate(counts), key=lambda pair: not pair[1].blocking):
+            if await self._fits(count, key, counting=True):
+                continue
+            if count.blocking:
+                return Counted(refused=i)
+            over.append(i)
+        return Counted(over=tuple(sorted(over)))
+
+    async def _fits(self, count: Count, key: str, *, counting: bool) -> bool:
+        if count.rate.item.amount <= 0:
+            return False
+        if counting:
+            return await self.hit(count.rate, key, count.cost)
+        return await self.test(count.rate, key, count.cost)
 
     async def enforce(self, rate: Rate, key: str, cost: int = 1) -> None:
         if await self.hit(rate, key, cost):

@@ -18,7 +18,7 @@ from scoreboard.abuse.repository import AbuseRepository, AdminNote
 from scoreboard.abuse.rules import Policy, Rule
 from scoreboard.errors import ScoreboardError
 from scoreboard.metrics import Metrics
-from scoreboard.ratelimit import Rate, RateLimiter
+from scoreboard.ratelimit import Count, Rate, RateLimiter
 
 log = structlog.get_logger("scoreboard.abuse")
 SUSPENSION_REFRESH = 5.0
@@ -103,11 +103,11 @@ class AbuseService:
         """Before a score is written: refuse suspended users, and count the completion
         against the velocity rules.
 
-        A completion a rule refuses counts against no rule: every blocking rule is tested
-        first, counting nothing, and only a completion they all let through is counted
-        (blocking rules first). Each count is atomic in the limit storage, so parallel
-        completions cannot all slip under a blocking limit; the one that loses such a race
-        is refused there, and only then can the rules counted before it keep its count."""
+        A completion a blocking rule refuses counts against no rule, and a flagging rule it
+        is over does not count it: every rule's window is looked at before any is counted.
+        With the limits in Redis that is one atomic call for all the rules (parallel
+        completions cannot all slip under a blocking limit); in memory, see
+        RateLimiter.count_all."""
         if user_id in self._suspended:
             raise UserSuspended("this user is suspended from scoring; contact an admin")
         active = [
@@ -115,24 +115,14 @@ class AbuseService:
             for name, cost in self._velocity(points)
             if self._rules[name].policy is not Policy.OFF
         ]
-        blocking = [(rule, cost) for rule, cost in active if rule.policy is not Policy.FLAG]
-        for rule, cost in blocking:
-            if not await self._fits(rule, user_id, cost, count=False):
-                await self._refuse(rule, user_id, client_ip, points)
-        for rule, cost in sorted(active, key=lambda pair: pair[0].policy is Policy.FLAG):
-            if await self._fits(rule, user_id, cost, count=True):
-                continue
-            if rule.policy is Policy.FLAG:
-                await self._trip(rule, user_id, client_ip, _evidence(rule, points))
-            else:
-                await self._refuse(rule, user_id, client_ip, points)
-
-    async def _fits(self, rule: Rule, user_id: str, cost: int, *, count: bool) -> bool:
-        if rule.limit <= 0:
-            return False
-        if count:
-            return await self._limiter.hit(_rate(rule), user_id, cost)
-        return await self._limiter.test(_rate(rule), user_id, cost)
+        counted = await self._limiter.count_all(
+            user_id,
+            [Count(_rate(rule), cost, rule.policy is not Policy.FLAG) for rule, cost in active],
+        )
+        for i in counted.over:
+            await self._trip(active[i][0], user_id, client_ip, _evidence(active[i][0], points))
+        if counted.refused is not None:
+            await self._refuse(active[counted.refused][0], user_id, client_ip, points)
 
     async def _refuse(
         self, rule: Rule, user_id: str, client_ip: str | None, points: int
