@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: mutate vendor-docs run demo test lint bench lock clean
+.PHONY: mutate vendor-docs run demo test lint bench bench-smoke lock clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -42,6 +42,7 @@ test: lint
 	$(BIN)/pytest
 	SCOREBOARD_TEST_REDIS_TOPOLOGY=cluster $(BIN)/pytest -q -m "not slow" \
 		-k "redis and not test_each_update_in_one_batch_is_ranked" $(CLUSTER_SUITES)
+	$(MAKE) --no-print-directory bench-smoke
 
 # The hash-pinned lock the image installs from: regenerate after changing dependencies.
 lock: $(VENV)/.installed-dev
@@ -66,6 +67,17 @@ mutate: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/score_updates.py
+
+# Every benchmark at a tiny size (seconds), so none of them rots; part of `make test`. The
+# figures mean nothing at this size. wrk: apt-get install wrk (.ci/run does).
+bench-smoke: $(VENV)/.installed-dev
+	@if command -v wrk >/dev/null; then \
+		$(BIN)/python bench/score_updates.py --production --seconds 1 --tickets 2000 --boards 1 && \
+		$(BIN)/python bench/leaderboard_reads.py --production --seconds 1 --players 12; \
+	elif [ -n "$$CI" ]; then echo "wrk is missing (apt-get install wrk)"; exit 1; \
+	else echo "skipped bench/score_updates.py and leaderboard_reads.py: no wrk (apt-get install wrk)"; fi
+	$(BIN)/python bench/live_fanout.py --connections 20 --updates 3 --interval 0.1
+	$(BIN)/python bench/rebuild_cache.py --users 2000
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

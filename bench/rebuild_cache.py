@@ -259,7 +259,7 @@ async def main(count: int, redis_url: str, server_url: str) -> None:
             cache._since.clear()  # as after a restart or a failover: every user, both ways
             found, full, full_check = await probe.during(cache.sync)
             assert not found, found
-            changes = 10_000
+            changes = min(10_000, count)  # users that exist
             now = datetime.now(UTC) + timedelta(seconds=60)
             await change(plain, changes, now)
             await apply_changes(ranking, changes, now)
