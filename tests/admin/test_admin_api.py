@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,11 @@ from scoreboard.app import create_app
 from scoreboard.config import Settings
 from scoreboard.database import create_engine
 from scoreboard.tables import admin_audit, suspensions, user_scores
-from tests.conftest import served_by_redis
+from tests.conftest import Backend, served_by_redis
 from tests.helpers import (
     PEER_HEADER,
     Api,
+    MovableClock,
     Peer,
     bearer,
     forge_ticket,
@@ -565,3 +566,67 @@ def test_the_route_list_covers_every_admin_route(tmp_path: Path) -> None:
         for method, template, _ in ADMIN_ROUTES
     }
     assert served == listed
+
+
+SEASONS = """
+default = "instant"
+
+[boards.global]
+title = "All time"
+
+[boards.season]
+title = "The season (all time too)"
+
+[boards.weekly]
+title = "This week"
+reset = "weekly"
+
+[types.instant]
+points = 10
+ttl = 60
+boards = ["global", "season", "weekly"]
+
+[types.seasonal]
+points = 30
+ttl = 60
+boards = ["season"]
+"""
+
+
+async def test_a_reset_takes_exactly_its_boards_current_period(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A user with rows on two all-time boards (the same period key) and in two weeks of a
+    weekly board: resetting one board zeroes that board's current period only, and reports
+    what that row held. Guards against the reset's locking read losing its board or period
+    condition (it would read, and take away, another row's score), or the period being
+    looked up at no time at all."""
+    catalog = tmp_path / "seasons.toml"
+    catalog.write_text(SEASONS)
+    clock = MovableClock(datetime(2026, 11, 30, 12, tzinfo=UTC))  # a Monday
+    settings = backend.settings(tmp_path, actions_file=catalog)
+    app = create_app(settings, clock=clock)
+    async with AsyncTestClient(app=app) as client:
+        api = Api(client, clock=clock)
+        user = new_user()
+        await api.score(user)  # global 10, season 10, week 49: 10
+        clock.move(timedelta(days=7))
+        await api.score(user)
+        await api.score(user)
+        await api.score(user, "seasonal")  # global 30, season 60, week 50: 20
+
+        async def reset(board: str) -> int:
+            path = f"/api/admin/users/{user}/reset"
+            response = await admin_call(api, "POST", path, {"reason": "cheat", "board": board})
+            assert response.status_code == 200, response.text
+            assert response.json()["newScore"] == 0
+            previous: int = (await audit_rows(settings, user))[-1]["details"]["previousScore"]
+            return previous
+
+        assert await reset("weekly") == 20
+        assert await reset("season") == 60
+        assert board_of((await api.board("global"))["leaderboard"]) == {user: 30}
+        assert board_of((await api.board("season"))["leaderboard"]).get(user, 0) == 0
+        assert board_of((await api.board("weekly"))["leaderboard"]).get(user, 0) == 0
+        last_week = await api.board("weekly", period="2026-W49")
+        assert board_of(last_week["leaderboard"]) == {user: 10}

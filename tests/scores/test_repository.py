@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from scoreboard.abuse.repository import AdminNote
 from scoreboard.database import create_engine, is_unavailable, migrate
-from scoreboard.errors import ActionAlreadyUsed, ScoreWouldBeNegative, ServiceUnavailable
+from scoreboard.errors import (
+    ActionAlreadyUsed,
+    NoActiveBoard,
+    ScoreWouldBeNegative,
+    ServiceUnavailable,
+)
 from scoreboard.metrics import Metrics
 from scoreboard.records import GLOBAL, BoardPeriod
 from scoreboard.scores.models import Recorded, ScoreChange
@@ -182,3 +188,16 @@ def _batches(metrics: Metrics) -> tuple[float | None, float | None]:
         value(found, "scoreboard_write_batch_size_count"),
         value(found, "scoreboard_write_batch_size_sum"),
     )
+
+
+async def test_an_admin_change_to_a_board_gone_since_it_was_checked_is_refused(
+    repository: ScoreRepository,
+) -> None:
+    """The admin service checks the board, then the writer checks it again in the change's
+    own transaction (a board retired in between). Guards against that refusal losing its
+    detail, or naming a board the change does not have (an IndexError: a 500)."""
+    note = AdminNote(admin_id="boss", action="adjust", reason="goodwill")
+    gone = replace(change("ann"), boards=("retired-board",), admin=note)
+    with pytest.raises(NoActiveBoard, match=r"^board 'retired-board' is no longer active$"):
+        await repository.record(gone)
+    assert await repository.load_period(KEY) == []
