@@ -399,7 +399,8 @@ async def test_resetting_a_user_who_never_scored_does_not_invent_one(
 ) -> None:
     ghost = new_user()
     response = await admin_call(api, "POST", f"/api/admin/users/{ghost}/reset", {"reason": "typo"})
-    problem(response, 404, "not_found")
+    body = problem(response, 404, "not_found")
+    assert body["detail"] == f"user {ghost} has no score on board 'global'"
     assert ghost not in board_of(await api.leaderboard())
     assert await stored_score(settings, ghost) is None
     assert await audit_rows(settings, ghost) == []  # a refused change leaves no audit row
@@ -598,9 +599,10 @@ async def test_a_reset_takes_exactly_its_boards_current_period(
 ) -> None:
     """A user with rows on two all-time boards (the same period key) and in two weeks of a
     weekly board: resetting one board zeroes that board's current period only, and reports
-    what that row held. Guards against the reset's locking read losing its board or period
-    condition (it would read, and take away, another row's score), or the period being
-    looked up at no time at all."""
+    what that row held; an adjustment keeps the user's display name. Guards against the
+    reset's locking read losing its board, period or user condition (it would read, and take
+    away, another row's score; a rival scored first, so their rows come first), and against
+    an adjustment renaming the user to their id."""
     catalog = tmp_path / "seasons.toml"
     catalog.write_text(SEASONS)
     clock = MovableClock(datetime(2026, 11, 30, 12, tzinfo=UTC))  # a Monday
@@ -608,9 +610,13 @@ async def test_a_reset_takes_exactly_its_boards_current_period(
     app = create_app(settings, clock=clock)
     async with AsyncTestClient(app=app) as client:
         api = Api(client, clock=clock)
-        user = new_user()
+        rival, user = new_user(), new_user()
+        for _ in range(4):
+            await api.score(rival, "seasonal")  # season 120: scored first
+        await api.score(rival)
         await api.score(user)  # global 10, season 10, week 49: 10
         clock.move(timedelta(days=7))
+        await api.score(rival)
         await api.score(user)
         await api.score(user)
         await api.score(user, "seasonal")  # global 30, season 60, week 50: 20
@@ -623,10 +629,17 @@ async def test_a_reset_takes_exactly_its_boards_current_period(
             previous: int = (await audit_rows(settings, user))[-1]["details"]["previousScore"]
             return previous
 
+        goodwill = {"points": 5, "reason": "goodwill"}  # an adjustment up keeps the name too
+        adjusted = await admin_call(api, "POST", f"/api/admin/users/{user}/adjust", goodwill)
+        assert adjusted.status_code == 200, adjusted.text
         assert await reset("weekly") == 20
         assert await reset("season") == 60
-        assert board_of((await api.board("global"))["leaderboard"]) == {user: 30}
-        assert board_of((await api.board("season"))["leaderboard"]).get(user, 0) == 0
-        assert board_of((await api.board("weekly"))["leaderboard"]).get(user, 0) == 0
+        overall = (await api.board("global"))["leaderboard"]
+        assert board_of(overall) == {rival: 20, user: 35}
+        assert {e["userId"]: e["username"] for e in overall}[user] == f"name-{user}"
+        season = (await api.board("season"))["leaderboard"]
+        assert board_of(season) == {rival: 140, user: 0}
+        assert {e["userId"]: e["username"] for e in season}[user] == f"name-{user}"
+        assert board_of((await api.board("weekly"))["leaderboard"]) == {rival: 10, user: 0}
         last_week = await api.board("weekly", period="2026-W49")
-        assert board_of(last_week["leaderboard"]) == {user: 10}
+        assert board_of(last_week["leaderboard"]) == {rival: 10, user: 10}
