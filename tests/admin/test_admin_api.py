@@ -384,6 +384,7 @@ async def test_reset_sets_the_score_to_zero(api: Api, settings: Settings) -> Non
         "admin_reset",
         -110,
     )
+    assert body["updates"][0]["boards"] == {"global": "all"}  # where the reset landed
     assert board_of(await api.leaderboard()).get(user, 0) == 0
     assert await stored_score(settings, user) == 0
     [audit] = await audit_rows(settings, user)
