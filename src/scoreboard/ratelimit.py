@@ -7,6 +7,7 @@ logged: losing a limit for a minute is better than refusing every player.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -181,14 +182,19 @@ class RateLimiter:
         would go over its limit, nothing is counted; otherwise every window that stays within
         its limit is counted. On Redis one atomic call, so parallel requests cannot all slip
         under a blocking limit. Storage down: everything fits (fail open, loudly)."""
+        if not counts:
+            return Counted()
         if self._count_all is None:
             return await self._count_each(key, counts)
+        # One hash tag for all of the key's windows, free of braces whatever the key holds
+        # (a user id may: "}x" would leave an empty tag, each window in a slot of its own).
+        tag = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
         keys: list[str] = []
         args: list[int | str] = []
         for count in counts:
             item = count.rate.item
             window = f"{count.rate.name}:{item.amount}/{count.rate.window}"
-            current = f"{self._key_prefix}:w:{{{key}}}:{window}"  # a key's windows: one slot
+            current = f"{self._key_prefix}:w:{{{tag}}}:{key}:{window}"
             keys += [f"{current}/-1", current]
             args += [item.amount, count.rate.window, count.cost, "1" if count.blocking else "0"]
         try:

@@ -16,27 +16,51 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import ConnectionError, RedisClusterException, RedisError
 
 
+def _closed_under_a_command(exc: AttributeError) -> bool:
+    """The failure redis-py 8.1's cluster client makes of a connection it closed while a
+    command was using it: an attribute of the connection's reader or writer, now None."""
+    return exc.obj is None and exc.name is not None
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except AttributeError as exc:
+            if not _closed_under_a_command(exc):
+                raise
+            raise ConnectionError("a connection was closed under the pipeline") from exc
+
+
 class ClusterClient(RedisCluster):
-    """redis-py's cluster client, made to retry one more kind of failure. When it refreshes
-    its view of the cluster (after a MOVED, a CLUSTERDOWN, a timeout) it closes connections
-    that other commands may be in the middle of using; such a command fails with
-    ``AttributeError: 'NoneType' object has no attribute 'writelines'`` (redis-py 8.1), which
-    neither its retry nor any caller expects. Here it is the ``ConnectionError`` it is: the
-    client's retry sends the command again on a fresh connection, and if every try fails the
-    caller's Redis-failure handling takes over (a 200 for an update already committed, never a
-    500)."""
+    """redis-py's cluster client, made to treat one more failure as the connection error it
+    is. When it refreshes its view of the cluster (after a MOVED, a CLUSTERDOWN, a timeout)
+    it closes connections other commands may be in the middle of using; such a command fails
+    with ``AttributeError: 'NoneType' object has no attribute 'writelines'`` (redis-py 8.1),
+    which neither its retry nor any caller expects. A command becomes a ``ConnectionError``
+    the client's retry sends again on a fresh connection; a pipeline, a ``ConnectionError``
+    for the caller's Redis-failure handling (a 200 for an update already committed, a
+    local delivery of an event, never a 500)."""
 
     async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super()._execute_command(target_node, *args, **kwargs)
         except AttributeError as exc:
-            raise ConnectionError(
-                f"connection to {target_node.name} closed under a command"
-            ) from exc
+            if not _closed_under_a_command(exc):
+                raise
+            closed = f"the connection to {target_node.name} was closed under a command"
+            raise ConnectionError(closed) from exc
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
 
 
 RedisClient = Redis | RedisCluster

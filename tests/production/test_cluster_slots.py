@@ -116,14 +116,6 @@ async def test_commands_survive_the_client_dropping_idle_connections_after_an_er
                 return_exceptions=True,
             )
             failures = [r for r in results if isinstance(r, BaseException)]
-            print(
-                "ROUND",
-                round_,
-                len(failures),
-                __import__(
-                    "redis.asyncio.cluster"
-                ).asyncio.cluster.ClusterNode.disconnect_free_connections,
-            )
             assert not failures, f"{len(failures)} commands failed, first: {failures[0]!r}"
         assert await client.get("sbrace:{7}") == b"29"
     finally:
@@ -139,7 +131,8 @@ async def test_a_command_whose_connection_was_closed_under_it_is_sent_again(
     """When redis-py's cluster client refreshes its view of the cluster it closes connections
     other commands are using; such a command fails with an AttributeError (seen in CI: a
     ranking update under load). Guards against ``ClusterClient`` letting it through instead of
-    retrying it as the connection error it is."""
+    retrying it as the connection error it is (a pipeline: raising it as one), and against it
+    hiding any other AttributeError."""
     client = async_client(redis_cluster.url)
     assert isinstance(client, ClusterClient)
     try:
@@ -152,7 +145,8 @@ async def test_a_command_whose_connection_was_closed_under_it_is_sent_again(
             nonlocal failing
             if self is node and failing:
                 failing -= 1
-                raise AttributeError("'NoneType' object has no attribute 'writelines'")
+                closed_writer: Any = None
+                closed_writer.writelines([])  # what a closed connection's send raises
             return await real(self, *args, **kwargs)
 
         monkeypatch.setattr(ClusterNode, "execute_command", closed_under_it)
@@ -164,6 +158,28 @@ async def test_a_command_whose_connection_was_closed_under_it_is_sent_again(
         with pytest.raises(REDIS_FAILED):
             await client.get("sbclosed:{1}")
         assert 0 < failing < 100
+
+        async def a_bug(self: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+            raise AttributeError("a bug, not a closed connection")
+
+        monkeypatch.setattr(ClusterNode, "execute_command", a_bug)
+        with pytest.raises(AttributeError, match="a bug"):  # not retried, not hidden
+            await client.get("sbclosed:{1}")
+        monkeypatch.undo()
+
+        real_pipeline = ClusterNode.execute_pipeline
+
+        async def pipeline_closed(self: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+            if self is node:
+                closed_reader: Any = None
+                closed_reader.read()
+            return await real_pipeline(self, *args, **kwargs)
+
+        monkeypatch.setattr(ClusterNode, "execute_pipeline", pipeline_closed)
+        pipe = client.pipeline(transaction=False)
+        pipe.get("sbclosed:{1}")
+        with pytest.raises(REDIS_FAILED):  # the callers' Redis-failure handling takes over
+            await pipe.execute()
     finally:
         monkeypatch.undo()
         await client.delete("sbclosed:{1}")
