@@ -201,3 +201,30 @@ async def test_an_admin_change_to_a_board_gone_since_it_was_checked_is_refused(
     with pytest.raises(NoActiveBoard, match=r"^board 'retired-board' is no longer active$"):
         await repository.record(gone)
     assert await repository.load_period(KEY) == []
+
+
+async def test_stopping_refuses_new_work_and_finishes_what_is_queued(database_url: str) -> None:
+    """Guards ``stop``: it must refuse new changes at once (not queue them behind the stop,
+    where they would fail later as "database unavailable"), write every change already
+    queued, and wait for the writer to end; a writer never started stops without error."""
+    engine = create_engine(database_url)
+    await migrate(engine)
+    try:
+        idle = ScoreRepository(engine, await board_registry(engine))
+        await idle.stop()  # never started: nothing to wait for
+        repository = ScoreRepository(engine, await board_registry(engine), max_batch=2)
+        await repository.start()
+        queued = [asyncio.ensure_future(repository.record(change(f"q{i}"))) for i in range(6)]
+        await asyncio.sleep(0)  # all six queued, the writer not done with them
+        stopping = asyncio.ensure_future(repository.stop())
+        await asyncio.sleep(0)
+        with pytest.raises(ServiceUnavailable, match="shutting down"):
+            await repository.record(change("late"))
+        await stopping
+        assert all(isinstance(f.result(), Recorded) for f in queued)
+        assert repository._task is not None
+        assert repository._task.done()
+        scores = {u.user_id: u.score for u in await repository.load_period(KEY)}
+        assert scores == {f"q{i}": 10 for i in range(6)}
+    finally:
+        await engine.dispose()
