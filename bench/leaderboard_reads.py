@@ -57,13 +57,16 @@ def wrk_get(port: int, token: str, seconds: int, connections: int) -> dict[str, 
 
 def seed(port: int, players: int) -> bytes:
     """``players`` players score once each; the leaderboard's bytes afterwards."""
-    stamp = datetime.now(UTC).isoformat()
+    issued = datetime.now(UTC)  # each ticket opens at the instant of its completion
     with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
         for n in range(players):
             user = f"reader-{n}"
-            body = {"actionId": forge_ticket(user), "timestamp": stamp}
+            ticket = forge_ticket(user, issued_at=issued)
+            body = {"actionId": ticket, "timestamp": issued.isoformat()}
             token = make_token(user, username=f"Reader {n}")
-            client.post("/api/scores/update", json=body, headers=bearer(token)).raise_for_status()
+            response = client.post("/api/scores/update", json=body, headers=bearer(token))
+            if response.status_code != 200:
+                raise RuntimeError(f"seeding the board: {response.status_code} {response.text}")
         board = client.get("/api/leaderboard", headers=bearer(make_token("reader-0")))
         board.raise_for_status()
         assert len(board.json()["leaderboard"]) == min(players, 10), board.text
