@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from scoreboard.abuse.repository import AdminNote
@@ -25,6 +26,7 @@ from scoreboard.metrics import Metrics
 from scoreboard.records import GLOBAL, BoardPeriod
 from scoreboard.scores.models import Recorded, ScoreChange
 from scoreboard.scores.repository import ScoreRepository
+from scoreboard.tables import user_scores
 from tests.helpers import board_registry, samples, value
 
 KEY = BoardPeriod(GLOBAL, "all")
@@ -231,3 +233,27 @@ async def test_stopping_refuses_new_work_and_finishes_what_is_queued(database_ur
         assert scores == {f"q{i}": 10 for i in range(6)}
     finally:
         await engine.dispose()
+
+
+async def test_loading_a_period_reads_that_board_and_period_only(
+    repository: ScoreRepository, database_url: str
+) -> None:
+    """Guards ``load_period``'s two conditions: rows of another board in the same period, and
+    of the same board in another period, are not the period's (a rebuild would rank them)."""
+    await repository.record(change("ann"))
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            at = datetime.now(UTC)
+            others = [("weekly", "all", "ben"), (GLOBAL, "2026-W49", "cat")]
+            await conn.execute(
+                insert(user_scores),
+                [
+                    {"board_id": b, "period_key": p, "user_id": u, "username": u, "score": 5}
+                    | {"version": 1, "last_updated": at}
+                    for b, p, u in others
+                ],
+            )
+    finally:
+        await engine.dispose()
+    assert [u.user_id for u in await repository.load_period(KEY)] == ["ann"]
