@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -31,28 +30,20 @@ from tests.helpers import bearer, forge_ticket, make_token, settings_env  # noqa
 from tests.redis_support import REDIS_URL  # noqa: E402
 from tests.server import free_port  # noqa: E402
 
-from bench.score_updates import fresh_backend, line, parse_wrk, ratio, serve  # noqa: E402
-
-EMBEDDED, PRODUCTION = "embedded SQLite", "PostgreSQL + Redis"
+from bench.score_updates import (  # noqa: E402
+    EMBEDDED,
+    PRODUCTION,
+    fresh_backend,
+    line,
+    ratio,
+    run_wrk,
+    serve,
+)
 
 
 def wrk_get(port: int, token: str, seconds: int, connections: int) -> dict[str, float]:
-    run = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-H",
-            f"Authorization: Bearer {token}",
-            f"http://127.0.0.1:{port}/api/leaderboard",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return parse_wrk(run.stdout)
+    url = f"http://127.0.0.1:{port}/api/leaderboard"
+    return run_wrk(["-H", f"Authorization: Bearer {token}", url], seconds, connections)
 
 
 def seed(port: int, players: int) -> bytes:

@@ -168,30 +168,20 @@ def serve(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[b
     raise RuntimeError(f"{args} did not start")
 
 
-def wrk(
-    port: int, requests: Path, seconds: int, connections: int, path: str = UPDATE
-) -> dict[str, float]:
-    run = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(ROOT / "bench" / "replay.lua"),
-            f"http://127.0.0.1:{port}",
-            "--",
-            str(requests),
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def run_wrk(arguments: list[str], seconds: int, connections: int) -> dict[str, float]:
+    """wrk with one thread, ``connections`` for ``seconds``, and its figures parsed."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *arguments]
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
     if run.stderr.strip():  # replay.lua names the first refusal of each status
         print(run.stderr.strip(), file=sys.stderr)
     return parse_wrk(run.stdout)
+
+
+def wrk(
+    port: int, requests: Path, seconds: int, connections: int, path: str = UPDATE
+) -> dict[str, float]:
+    script = ["-s", str(ROOT / "bench" / "replay.lua"), f"http://127.0.0.1:{port}"]
+    return run_wrk([*script, "--", str(requests), path], seconds, connections)
 
 
 def parse_wrk(output: str) -> dict[str, float]:
