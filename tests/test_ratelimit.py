@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from scoreboard.ratelimit import Count, Counted, Rate, RateLimiter, _for_limits
+from scoreboard.ratelimit import Count, Counted, Rate, RateLimited, RateLimiter, _for_limits
 from tests.redis_support import async_client
 
 pytest_plugins = ["tests.redis_support"]
@@ -75,6 +75,22 @@ async def test_a_group_a_blocking_window_refuses_counts_in_no_window(
     assert await limiter.count_all("ann", [Count(OTHER, 99, blocking=True)]) == Counted()
     assert await limiter.count_all("ann", [Count(OTHER, 1, blocking=True)]) == Counted(refused=0)
     assert await limiter.count_all("bob", group) == Counted()  # another key counts apart
+
+
+async def test_a_refusal_says_what_is_left_and_when_to_retry(limiter: RateLimiter) -> None:
+    """The 429 of either store: the refusing window's remaining budget and a Retry-After
+    within its window, and nothing counted (the smaller request still fits)."""
+    await limiter.enforce(BLOCK, "ann", 2)
+    with pytest.raises(RateLimited) as refused:
+        await limiter.enforce(BLOCK, "ann", 2)  # 2 + 2 > 3
+    headers = refused.value.headers
+    assert headers["RateLimit"].startswith('"block";r=1;t=')
+    assert 1 <= int(headers["Retry-After"]) <= 86_400
+    assert headers["RateLimit-Policy"] == '"block";q=3;w=86400'
+    await limiter.enforce(BLOCK, "ann", 1)  # 3 of 3
+    counted = await limiter.count_all("ann", [Count(OTHER, 1, True), Count(BLOCK, 1, True)])
+    assert (counted.refused, counted.remaining) == (1, 0)
+    assert 0 < counted.reset_in <= 86_400
 
 
 async def test_a_window_over_its_limit_is_reported_and_the_others_counted(

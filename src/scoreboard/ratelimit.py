@@ -11,8 +11,8 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import limits
 import structlog
@@ -80,14 +80,20 @@ class Counted:
 
     refused: int | None = None
     over: tuple[int, ...] = ()
+    # The refusing window's state, for the 429's headers: what is left of its limit and the
+    # seconds until some of it is free again (not compared: a result is what was refused).
+    remaining: int = field(default=0, compare=False)
+    reset_in: float = field(default=0.0, compare=False)
 
 
 # Every window of a group in one call: the sliding-window counter of ``limits``
 # (acquire_sliding_window.lua), first looking at every window, then counting. KEYS: each
 # window's previous and current counter; ARGV: per window limit, expiry (s), cost, blocking.
+# Reply: {0, the flagging windows over their limit...}, or for a refusal {the blocking
+# window, its previous count and TTL (ms), its current count and TTL (ms)}.
 COUNT_ALL = """
 local n = #KEYS / 2
-local weighted = {}
+local weighted, state = {}, {}
 for i = 1, n do
     local previous, current = KEYS[2 * i - 1], KEYS[2 * i]
     local expiry = tonumber(ARGV[4 * i - 2]) * 1000
@@ -100,13 +106,15 @@ for i = 1, n do
     local previous_ttl = math.max(tonumber(redis.call('pttl', previous)) or 0, 0)
     local current_count = tonumber(redis.call('get', current)) or 0
     weighted[i] = math.floor(previous_count * previous_ttl / expiry) + current_count
+    state[i] = {previous_count, previous_ttl, current_count}
 end
 local over = {}
 for i = 1, n do
     local limit, cost = tonumber(ARGV[4 * i - 3]), tonumber(ARGV[4 * i - 1])
     if limit <= 0 or weighted[i] + cost > limit then
         if ARGV[4 * i] == '1' then
-            return {i}
+            local left = math.max(tonumber(redis.call('pttl', KEYS[2 * i])), 0)
+            return {i, state[i][1], state[i][2], state[i][3], left}
         end
         over[i] = true
     end
@@ -163,6 +171,8 @@ class RateLimiter:
 
     async def hit(self, rate: Rate, key: str, cost: int = 1) -> bool:
         """Count `cost` against the window; False when that exceeds the rate."""
+        if self._count_all is not None:
+            return (await self.count_all(key, [Count(rate, cost, blocking=True)])).refused is None
         try:
             return await self._limiter.hit(rate.item, rate.name, key, cost=cost)
         except Exception as exc:  # storage down: fail open, loudly
@@ -203,7 +213,10 @@ class RateLimiter:
             log.warning("rate_limit_storage_failed", rate="count_all", error=type(exc).__name__)
             return Counted()
         if reply[0]:
-            return Counted(refused=int(reply[0]) - 1)
+            refused = int(reply[0]) - 1
+            rate = counts[refused].rate
+            remaining, reset_in = _window_state(rate, *(int(value) for value in reply[1:5]))
+            return Counted(refused=refused, remaining=remaining, reset_in=reset_in)
         return Counted(over=tuple(int(i) - 1 for i in reply[1:]))
 
     async def _count_each(self, key: str, counts: Sequence[Count]) -> Counted:
@@ -213,15 +226,23 @@ class RateLimiter:
         counted, and the windows counted before it keep its count."""
         for i, count in enumerate(counts):
             if count.blocking and not await self._fits(count, key, counting=False):
-                return Counted(refused=i)
+                return await self._refusal(i, count.rate, key)
         over: list[int] = []
         for i, count in sorted(enumerate(counts), key=lambda pair: not pair[1].blocking):
             if await self._fits(count, key, counting=True):
                 continue
             if count.blocking:
-                return Counted(refused=i)
+                return await self._refusal(i, count.rate, key)
             over.append(i)
         return Counted(over=tuple(sorted(over)))
+
+    async def _refusal(self, i: int, rate: Rate, key: str) -> Counted:
+        try:
+            stats = await self._limiter.get_window_stats(rate.item, rate.name, key)
+            reset_in, remaining = stats.reset_time - time.time(), stats.remaining
+        except Exception:
+            reset_in, remaining = float(rate.window), 0
+        return Counted(refused=i, remaining=remaining, reset_in=reset_in)
 
     async def _fits(self, count: Count, key: str, *, counting: bool) -> bool:
         if count.rate.item.amount <= 0:
@@ -231,18 +252,39 @@ class RateLimiter:
         return await self.test(count.rate, key, count.cost)
 
     async def enforce(self, rate: Rate, key: str, cost: int = 1) -> None:
-        if await self.hit(rate, key, cost):
-            return
-        try:
-            stats = await self._limiter.get_window_stats(rate.item, rate.name, key)
-            reset_in, remaining = stats.reset_time - time.time(), stats.remaining
-        except Exception:
-            reset_in, remaining = float(rate.window), 0
+        """Count `cost` against the window, or raise RateLimited (counting nothing)."""
+        if self._count_all is None:  # in process: one hit, no test before it
+            if await self.hit(rate, key, cost):
+                return
+            self.refuse(rate, await self._refusal(0, rate, key))
+        counted = await self.count_all(key, [Count(rate, cost, blocking=True)])
+        if counted.refused is not None:
+            self.refuse(rate, counted)
+
+    def refuse(self, rate: Rate, counted: Counted) -> NoReturn:
+        """The 429 for a window ``count_all`` found over its limit."""
         self._metrics.rate_limited.labels(rate.name).inc()
-        raise RateLimited(rate, reset_in, remaining)
+        raise RateLimited(rate, counted.reset_in, counted.remaining)
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+
+def _window_state(
+    rate: Rate, previous: int, previous_ttl: int, current: int, current_ttl: int
+) -> tuple[int, float]:
+    """What is left of a sliding window's limit, and the seconds until some of it is free
+    again, from its two counters and their TTLs (ms): as ``limits`` reckons its window stats."""
+    expiry = rate.window
+    previous_in, current_in = max(previous_ttl, 0) / 1000, max(current_ttl, 0) / 1000
+    weighted = previous * previous_in / expiry + current
+    remaining = max(0, rate.item.amount - math.floor(weighted))
+    reset_in = math.inf
+    if previous:
+        reset_in = previous_in % (expiry / previous)
+    if current:
+        reset_in = min(reset_in, current_in % expiry)
+    return remaining, 0.0 if reset_in == math.inf else reset_in
 
 
 def _for_limits(async_url: str, options: dict[str, Any]) -> str:

@@ -513,6 +513,30 @@ async def test_per_user_update_limit(start: Start) -> None:
     assert scores(await api.leaderboard()) == {user: 30, other: 30}
 
 
+async def test_refused_updates_count_against_the_per_user_limit(start: Start) -> None:
+    """Each update request counts once against the user's update rate, whatever refuses it:
+    a valid ticket's count goes with the velocity rules in one call, a replay, a velocity
+    refusal or a forged ticket is counted on its own. Over the rate the 429 comes before any
+    other refusal. Guards against refusals slipping past the rate (the rate only counted in
+    the velocity call, which a refusal skips or undoes)."""
+    api = await start(
+        rate_limit_updates="4/minute",
+        abuse_rules={"actions_per_minute": {"limit": 2, "policy": "block"}},
+    )
+    user = new_user()
+    ticket = await api.issue(user)
+    assert (await api.complete(user, ticket)).status_code == 200
+    # A replay passes the velocity rules (counted there once) and is refused at the commit.
+    problem(await api.complete(user, ticket), 409, "action_already_used")
+    problem(await api.complete(user, await api.issue(user)), 429, "velocity_exceeded")
+    problem(await api.complete(user, "not-a-ticket"), 422, "invalid_action")
+    fifth = await api.complete(user, await api.issue(user))
+    problem(fifth, 429, "rate_limited")
+    assert fifth.headers["ratelimit-policy"] == '"updates";q=4;w=60'
+    problem(await api.complete(user, "not-a-ticket"), 429, "rate_limited")
+    assert scores(await api.leaderboard()) == {user: 10}
+
+
 async def test_per_address_limit(start: Start) -> None:
     api = await start(rate_limit_ip="5/minute")
     noisy, quiet = unique_ip(), unique_ip()

@@ -84,6 +84,34 @@ async def test_first_to_reach_a_score_is_listed_first(ranking: RedisRanking) -> 
     assert [e.user_id for e in await ranking.top(KEY, 2)] == ["late", "early"]
 
 
+async def test_changes_apply_after_the_server_lost_its_scripts(
+    ranking: RedisRanking, redis_client: Redis
+) -> None:
+    """A restarted or failed-over Redis has no scripts: one board period's change and several
+    periods' in one pipeline (sent as bare EVALSHA, refused unrun) must load them and apply.
+    Guards against a pipeline whose NOSCRIPT replies are taken for answers or dropped."""
+    other = BoardPeriod("weekly", "2026-W49")
+    await ranking.apply(on([user("a", 10, 1)]))
+    await redis_client.script_flush()
+    assert await ranking.apply(on([user("a", 20, 2)])) == [RankedEntry("a", "name-a", 20, 1)]
+    await redis_client.script_flush()
+    applied = await ranking.apply([(KEY, user("b", 30, 1)), (other, user("b", 5, 1))])
+    assert applied == [RankedEntry("b", "name-b", 30, 1), RankedEntry("b", "name-b", 5, 1)]
+    assert [e.user_id for e in await ranking.top(KEY, 5)] == ["b", "a"]
+    assert await ranking.rank_of(other, "b") == RankedEntry("b", "name-b", 5, 1)
+
+
+async def test_a_failing_call_in_a_pipelined_apply_is_raised(
+    ranking: RedisRanking, redis_client: Redis, redis_prefix: str
+) -> None:
+    """One period's script failing (here its sorted set is of the wrong type) must fail the
+    apply, not hand back the error as that period's answer."""
+    other = BoardPeriod("weekly", "2026-W49")
+    await redis_client.set(ranking.keys(other).structures[0], "not a sorted set")
+    with pytest.raises(redis_ranking.ResponseError):
+        await ranking.apply([(KEY, user("c", 1, 1)), (other, user("c", 1, 1))])
+
+
 async def test_a_stale_version_never_overwrites_a_newer_one(ranking: RedisRanking) -> None:
     await ranking.apply(on([user("a", 30, 3)]))
     revision = await ranking.revision(KEY)

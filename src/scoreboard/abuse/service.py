@@ -18,7 +18,7 @@ from scoreboard.abuse.repository import AbuseRepository, AdminNote
 from scoreboard.abuse.rules import Policy, Rule
 from scoreboard.errors import ScoreboardError
 from scoreboard.metrics import Metrics
-from scoreboard.ratelimit import Count, Rate, RateLimiter
+from scoreboard.ratelimit import Count, Counted, Rate, RateLimiter
 
 log = structlog.get_logger("scoreboard.abuse")
 SUSPENSION_REFRESH = 5.0
@@ -47,6 +47,12 @@ def bounded(evidence: dict[str, Any]) -> dict[str, Any]:
             value = text if len(text) <= MAX_EVIDENCE_TEXT else text[:MAX_EVIDENCE_TEXT] + "…"
         kept[str(key)[:MAX_EVIDENCE_TEXT]] = value
     return kept
+
+
+def _shifted(counted: Counted) -> Counted:
+    """A group's result without its first window, by position among the rest."""
+    refused = None if counted.refused is None else counted.refused - 1
+    return Counted(refused, tuple(i - 1 for i in counted.over))
 
 
 def _evidence(rule: Rule, points: int | None = None) -> dict[str, Any]:
@@ -99,14 +105,17 @@ class AbuseService:
     def is_suspended(self, user_id: str) -> bool:
         return user_id in self._suspended
 
-    async def check_completion(self, user_id: str, points: int, client_ip: str | None) -> None:
+    async def check_completion(
+        self, user_id: str, points: int, client_ip: str | None, rate: Rate | None = None
+    ) -> None:
         """Before a score is written: refuse suspended users, and count the completion
-        against the velocity rules.
+        against the velocity rules, and against ``rate`` (the user's update rate: raises
+        RateLimited) in the same call.
 
-        A completion a blocking rule refuses counts against no rule, and a flagging rule it
-        is over does not count it: every rule's window is looked at before any is counted.
-        With the limits in Redis that is one atomic call for all the rules (parallel
-        completions cannot all slip under a blocking limit); in memory, see
+        A completion a blocking rule (or the rate) refuses counts against no rule, and a
+        flagging rule it is over does not count it: every rule's window is looked at before
+        any is counted. With the limits in Redis that is one atomic call for all the rules
+        (parallel completions cannot all slip under a blocking limit); in memory, see
         RateLimiter.count_all."""
         if user_id in self._suspended:
             raise UserSuspended("this user is suspended from scoring; contact an admin")
@@ -115,10 +124,13 @@ class AbuseService:
             for name, cost in self._velocity(points)
             if self._rules[name].policy is not Policy.OFF
         ]
-        counted = await self._limiter.count_all(
-            user_id,
-            [Count(_rate(rule), cost, rule.policy is not Policy.FLAG) for rule, cost in active],
-        )
+        counts = [Count(rate, 1, blocking=True)] if rate is not None else []
+        counts += [Count(_rate(r), cost, r.policy is not Policy.FLAG) for r, cost in active]
+        counted = await self._limiter.count_all(user_id, counts)
+        if rate is not None:
+            if counted.refused == 0:
+                self._limiter.refuse(rate, counted)
+            counted = _shifted(counted)
         for i in counted.over:
             await self._trip(active[i][0], user_id, client_ip, _evidence(active[i][0], points))
         if counted.refused is not None:

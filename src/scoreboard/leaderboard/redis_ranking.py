@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockNotOwnedError, ResponseError
+from redis.exceptions import LockNotOwnedError, NoScriptError, ResponseError
 
 from scoreboard.leaderboard import redis_scripts as scripts
 from scoreboard.leaderboard.ranking import (
@@ -159,11 +159,21 @@ class RedisRanking:
         if isinstance(self._redis, RedisCluster):
             # A cluster pipeline does not load missing scripts (a promoted replica has none).
             replies = await asyncio.gather(*(self._apply(keys=k, args=a) for k, a in calls))
+        elif len(calls) == 1:
+            replies = [await self._apply(keys=calls[0][0], args=calls[0][1])]
         else:
+            # EVALSHA straight into the pipeline: a script registered on it would cost a
+            # SCRIPT EXISTS round trip on every execute. A server without the script (restarted,
+            # failed over) refuses those calls unrun: each is sent again, loading it.
             async with self._redis.pipeline(transaction=False) as pipe:
                 for names, args in calls:
-                    await self._apply(keys=names, args=args, client=pipe)
-                replies = await pipe.execute()
+                    pipe.evalsha(self._apply.sha, len(names), *names, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            for i, reply in enumerate(replies):
+                if isinstance(reply, NoScriptError):
+                    replies[i] = await self._apply(keys=calls[i][0], args=calls[i][1])
+                elif isinstance(reply, Exception):
+                    raise reply
         standings: list[RankedEntry | None] = [None] * len(changes)
         for indexes, reply in zip(grouped.values(), replies, strict=True):
             for n, index in enumerate(indexes):

@@ -103,20 +103,31 @@ class ScoreService:
         self, principal: Principal, action_id: str, timestamp: datetime, client_ip: str | None
     ) -> list[Standing]:
         """The user's standing on every board the action fed, the primary board first.
-        Raises a ScoreboardError for every refusal."""
-        metrics, board = self._metrics, "none"
+        Raises a ScoreboardError for every refusal.
+
+        Every call counts once against the user's update rate, refused or not, unless the
+        rate refuses it (RateLimited, before any other refusal): a valid ticket's count goes
+        with the velocity rules' in one call; a refusal found earlier counts it on its own."""
+        metrics, board, rate_counted = self._metrics, "none", False
         try:
             with metrics.timed("ticket"):
                 ticket = self._signer.verify(action_id)
                 board = self._primary_board(ticket.type)
                 self._check_ticket(principal, ticket, timestamp)
             with metrics.timed("velocity"):
-                await self._abuse.check_completion(principal.user_id, ticket.points, client_ip)
+                await self._abuse.check_completion(
+                    principal.user_id, ticket.points, client_ip, self._update_rate
+                )
+            rate_counted = True
             with metrics.timed("commit"):
                 recorded = await self._repository.record(
                     self._change(principal, ticket, timestamp, client_ip)
                 )
+        except RateLimited:
+            raise
         except ScoreboardError as refusal:
+            if not rate_counted:
+                await self._limiter.enforce(self._update_rate, principal.user_id)
             await self._refused(principal, board, refusal, client_ip)
             raise
         for done in recorded.boards:
