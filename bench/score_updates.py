@@ -28,6 +28,10 @@ skew (30 s) and the tickets' 60 s.
 ``--metrics-cost`` also runs 1 board with the Prometheus metrics off (SCOREBOARD_METRICS=false)
 and on, alternating, and prints their ratio: what the metrics cost the update path.
 
+``--workers N`` (with ``--production``) also measures the production shape, 1 board, served by
+``scoreboard serve --workers N`` against one process, alternating ``--repeat`` times, and
+prints their ratio and the workers' ratio to the hello-world floor (itself one process).
+
 ``--batch N`` also measures POST /api/scores/batch against single updates, 1 board, in each
 shape, alternating ``--repeat`` times: a game server's token (``scores:submit``) sends batches
 of N pre-signed tickets of the same players, so each item is the same durable, exactly-once
@@ -226,9 +230,11 @@ def measure_scoreboard(
     args: argparse.Namespace,
     metrics: bool = True,
     batch: int = 0,
+    workers: int = 1,
 ) -> dict[str, float]:
-    """One server on a fresh backend under wrk; ``batch``: batches of that many tickets.
-    ``items`` is what the database holds afterwards (the probe update aside)."""
+    """One server on a fresh backend under wrk; ``batch``: batches of that many tickets;
+    ``workers``: `serve --workers`. ``items`` is what the database holds afterwards (the probe
+    update aside)."""
     with fresh_backend(production, boards, work) as (database, redis_prefix):
         port = free_port()
         env = settings_env(
@@ -238,6 +244,7 @@ def measure_scoreboard(
             SCOREBOARD_LOG_LEVEL="warning",
             SCOREBOARD_ACTIONS_FILE=str(actions_file(boards)),
             SCOREBOARD_METRICS="true" if metrics else "false",
+            SCOREBOARD_WORKERS=str(workers),
         )
         if redis_prefix:
             env |= {"SCOREBOARD_REDIS_URL": REDIS_URL, "SCOREBOARD_REDIS_PREFIX": redis_prefix}
@@ -291,6 +298,23 @@ def measure_metrics_cost(
         return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
 
     return median(on), median(off)
+
+
+def measure_workers(
+    work: Path, requests: Path, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The production shape, 1 board, as one process and as `serve --workers N`,
+    alternating ``--repeat`` times; the median run of each stands."""
+    one: list[dict[str, float]] = []
+    many: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        one.append(measure_scoreboard(True, 1, work, requests, args))
+        many.append(measure_scoreboard(True, 1, work, requests, args, workers=args.workers))
+
+    def median(runs: list[dict[str, float]]) -> dict[str, float]:
+        return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
+
+    return median(one), median(many)
 
 
 def measure_batches(
@@ -398,7 +422,17 @@ def parse_args() -> argparse.Namespace:
         help="wrk connections sending batches (default 4: a game server's few; each holds "
         "a whole batch in flight)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also measure the production shape (1 board) with `serve --workers N` against "
+        "one process (needs --production)",
+    )
     args = parser.parse_args()
+    if args.workers and not args.production:
+        parser.error("--workers measures the production shape: add --production")
     if not 0 <= args.batch <= 100:
         parser.error("--batch takes 1 to 100 tickets a request")
     if args.users is None:
@@ -432,8 +466,17 @@ def main() -> None:
             for shape, production in shapes.items()
             if args.batch
         }
+        workers = measure_workers(work, requests, args) if args.workers else None
         commits = commit_floor(work, 3000)
     report(args, hello, commits, results)
+    if workers is not None:
+        one, many = workers
+        print(f"\n{PRODUCTION}: serve --workers {args.workers} against one process (1 board)")
+        line("  one process", one)
+        line(f"  --workers {args.workers}", many)
+        ratio(f"  ratio  --workers {args.workers} / one process", many["rps"] / one["rps"])
+        label = f"  ratio  --workers {args.workers}: updates / hello-world"
+        ratio(label, many["rps"] / hello["rps"])
     for shape, (on, off) in costs.items():
         print(f"\n{shape}: the cost of the metrics (1 board)")
         line("  metrics on", on)

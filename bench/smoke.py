@@ -51,7 +51,17 @@ def database_url() -> str:
 
 BENCHES: list[tuple[list[str], list[str]]] = [
     (
-        ["score_updates.py", "--production", "--seconds", "1", "--tickets", "2000", "--boards=1"],
+        [
+            "score_updates.py",
+            "--production",
+            "--seconds",
+            "1",
+            "--tickets",
+            "4000",
+            "--boards=1",
+            "--workers",
+            "2",
+        ],
         ["wrk", "postgres", "redis"],
     ),
     (

@@ -52,7 +52,7 @@ from scoreboard.leaderboard.service import LeaderboardService
 from scoreboard.live.broadcaster import Event
 from scoreboard.live.endpoints import asyncapi_document, issue_ws_ticket, live_leaderboard
 from scoreboard.live.hub import Hub
-from scoreboard.metrics import Metrics
+from scoreboard.metrics import Metrics, multiprocess_dir
 from scoreboard.monitoring import AvailabilityProbe, MetricsPort, metrics_route
 from scoreboard.openapi_examples import add_examples
 from scoreboard.ratelimit import PerAddressLimit, RateLimiter, Rates
@@ -129,7 +129,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             if settings.database_read_url:
                 read_engine = create_engine(settings.database_read_url)
                 stack.push_async_callback(_bounded, read_engine.dispose, "read engine")
-            if settings.metrics and settings.metrics_port is not None:
+            # Under `serve --workers N` the supervisor serves the port for all the workers.
+            if settings.metrics and settings.metrics_port is not None and not multiprocess_dir():
                 port = MetricsPort(metrics, settings.host, settings.metrics_port)
                 port.start()
                 stack.push_async_callback(_bounded, port.stop, "metrics port")

@@ -44,6 +44,7 @@ from scoreboard.records import BoardPeriod
 from scoreboard.redis_urls import REDIS_FAILED
 from scoreboard.server import make_server
 from scoreboard.shapes import redis_client
+from scoreboard.workers import MAX_WORKERS, bind, production_only, run_workers, stop_with_parent
 
 log = structlog.get_logger("scoreboard")
 cli = typer.Typer(
@@ -101,15 +102,32 @@ def _prepare(settings: Settings) -> Callable[[AsyncEngine], Awaitable[None]]:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [env SCOREBOARD_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env SCOREBOARD_PORT]")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Worker processes on the one port, production shape only [env SCOREBOARD_WORKERS]",
+        ),
+    ] = None,
+    worker: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the service (migrates the embedded SQLite database by itself)."""
     from scoreboard.app import create_app
 
-    settings = _settings(host=host, port=port)
+    settings = _settings(host=host, port=port, workers=workers)
     configure_logging(settings)
+    if worker:  # one of `serve --workers N` (scoreboard.workers)
+        stop_with_parent(int(os.environ.get("SCOREBOARD_SUPERVISOR_PID", "0")))
+        make_server(create_app(settings), settings).run(sockets=[bind(settings, listen=True)])
+        return
     try:
+        if settings.workers > 1 and (why := production_only(settings)):
+            raise ValueError(why)
         app = create_app(settings)
         asyncio.run(_with_engine(settings, _prepare(settings)))
+        if settings.workers > 1:
+            raise typer.Exit(run_workers(settings, settings.workers))
     except (ValueError, OSError, SchemaNotCurrentError, SQLAlchemyError) as exc:
         if settings.resolved_log_format == "json":  # one JSON stream, even for this
             log.error("cannot_start", error=str(exc))

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     env: Literal["dev", "production"] = "dev"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)  # serve --workers (scoreboard.workers)
     data_dir: Path = Path("scoreboard-data")
     database_url: str | None = None
     database_read_url: str | None = None  # a PostgreSQL replica for reads that may lag

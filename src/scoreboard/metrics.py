@@ -6,14 +6,22 @@ codes, route templates, close codes mapped onto the protocol's own, rule and lim
 Never a raw path, a user id or an address. The README's "Monitoring" section lists each
 metric; ``deploy/prometheus/alerts.yml`` and ``deploy/grafana/scoreboard.json`` use them, and a
 test checks that every name they use exists in a live scrape.
+
+Under ``scoreboard serve --workers N`` (``scoreboard.workers``) the workers write their
+values to files in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape answered by any of them (or by
+the supervisor on ``SCOREBOARD_METRICS_PORT``) adds up every worker's: counters and
+histograms sum (a worker that died keeps its counts), each gauge says how it combines the
+live workers' values. The ``process_*`` series are then left out: they would be one
+worker's.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,6 +32,8 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
+    values,
 )
 
 from scoreboard import __version__
@@ -48,6 +58,23 @@ KNOWN_CLOSE_CODES = frozenset(range(1000, 1016)) | {4401, 4403, 4404, 4429}
 # Series a rate() must see from their first count: the alerts on replays and forgeries.
 SHOWN_OUTCOMES = ("accepted", "action_already_used", "action_not_owned", "velocity_exceeded")
 STAGES = ("ticket", "velocity", "commit", "ranking", "publish")
+
+
+# How the workers' values of a gauge combine (prometheus_client's multiprocess modes).
+Combined = Literal["all", "livesum", "livemax", "livemin"]
+
+
+def multiprocess_dir() -> str | None:
+    """Where the workers of ``serve --workers N`` keep their values (None: one process)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def aggregate_registry(path: str | None = None) -> CollectorRegistry:
+    """A registry whose scrape adds up every worker's values (in ``path``, by default the
+    ``PROMETHEUS_MULTIPROC_DIR`` of this process)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def close_code_label(code: int | None) -> str:
@@ -78,15 +105,24 @@ class Metrics:
 
     def __init__(self, shape: str = "embedded", *, enabled: bool = True) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
-        if enabled:
+        self._shared = multiprocess_dir() is not None and enabled
+        if self._shared:
+            # Set at import, before the supervisor named the directory: values to files.
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+        if enabled and not self._shared:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, labels, registry=registry) if enabled else OFF
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry) if enabled else OFF
+        def gauge(
+            name: str, doc: str, labels: tuple[str, ...] = (), mode: Combined = "all"
+        ) -> Gauge:
+            if not enabled:
+                return OFF  # type: ignore[no-any-return]
+            # How workers' values combine (scoreboard.workers); one process ignores it.
+            return Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
 
         def histogram(
             name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
@@ -99,6 +135,7 @@ class Metrics:
             "scoreboard_build_info",
             "Always 1: the version and shape running.",
             ("version", "shape"),
+            mode="livemax",
         )
         self.build_info.labels(__version__, shape).set(1)
 
@@ -135,12 +172,16 @@ class Metrics:
             BATCH,
         )
         self.queue_depth = gauge(
-            "scoreboard_write_queue_depth", "Score changes waiting for the writer."
+            "scoreboard_write_queue_depth",
+            "Score changes waiting for the writer (of every worker).",
+            mode="livesum",
         )
 
         # Live
         self.ws_connections = gauge(
-            "scoreboard_ws_connections", "WebSocket clients connected to this instance."
+            "scoreboard_ws_connections",
+            "WebSocket clients connected to this instance (all its workers).",
+            mode="livesum",
         )
         self.ws_connects = counter(
             "scoreboard_ws_connects_total", "WebSocket connections accepted."
@@ -174,7 +215,8 @@ class Metrics:
         )
         self.cache_stale = gauge(
             "scoreboard_cache_stale",
-            "1 while reads go to the database because Redis failed recently.",
+            "1 while reads go to the database because Redis failed recently (on any worker).",
+            mode="livemax",
         )
         self.cache_checks = counter(
             "scoreboard_cache_checks_total", "Drift checks of one period of one board."
@@ -190,12 +232,18 @@ class Metrics:
         )
         # The embedded shape has no Redis to be down: no series at all there.
         self.redis_up = (
-            gauge("scoreboard_redis_up", "1 when Redis answered the last probe.")
+            gauge(
+                "scoreboard_redis_up",
+                "1 when Redis answered the last probe (of every worker).",
+                mode="livemin",
+            )
             if shape == "production"
             else None
         )
         self.database_up = gauge(
-            "scoreboard_database_up", "1 when the database answered the last probe."
+            "scoreboard_database_up",
+            "1 when the database answered the last probe (of every worker).",
+            mode="livemin",
         )
 
         # Abuse and limits
@@ -243,4 +291,6 @@ class Metrics:
             self._stages[stage].observe(time.perf_counter() - start)
 
     def scrape(self) -> bytes:
+        if self._shared:
+            return generate_latest(aggregate_registry())
         return generate_latest(self.registry)
