@@ -7,6 +7,11 @@ UNIQUE ``score_updates.action_id`` when the ticket is used, which makes use exac
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,10 +40,19 @@ class Ticket:
     value: int | None = None  # for best/latest boards, set by a trusted backend
 
 
+REQUIRED = ("jti", "sub", "typ", "pts", "iat", "nbf", "exp")
+
+
 class TicketSigner:
     def __init__(self, keys: KeyMaterial) -> None:
         self._current = keys.action_key
         self._keys = keys.action_keys
+        # The header segment this service writes under each key, byte for byte: a ticket
+        # carrying one of them is checked without PyJWT (its cost was a tenth of an update).
+        self._ours = {
+            jwt.encode({}, key.secret, algorithm="HS256", headers={"kid": kid}).split(".")[0]: key
+            for kid, key in self._keys.items()
+        }
 
     def issue(
         self, user_id: str, action: ActionType, now: datetime, value: int | None = None
@@ -74,23 +88,10 @@ class TicketSigner:
         """Check signature and shape only; windows and ownership are the caller's rules."""
         if len(token) > MAX_TICKET_LENGTH:
             raise InvalidAction("the action id is too long")
+        claims = self._ours_verified(token)
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            key = self._keys.get(kid) if isinstance(kid, str) else None
-            if key is None:
-                raise InvalidAction("the action id was not issued by this service")
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.secret,
-                algorithms=["HS256"],
-                audience=AUDIENCE,
-                options={
-                    "require": ["jti", "sub", "typ", "pts", "iat", "nbf", "exp"],
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
-            )
+            if claims is None:
+                claims = self._decoded(token)
             return Ticket(
                 nonce=_str(claims["jti"], 36),
                 user_id=_str(claims["sub"], 36),
@@ -103,6 +104,57 @@ class TicketSigner:
             )
         except (jwt.PyJWTError, TypeError, ValueError, OverflowError) as exc:
             raise InvalidAction("the action id is not a valid ticket") from exc
+
+    def _ours_verified(self, token: str) -> dict[str, Any] | None:
+        """The claims of a ticket in exactly the form this service issues (our header, a
+        valid signature, strict base64url, the audience, every claim present), or None: then
+        PyJWT decides, so this path can only accept what PyJWT would."""
+        header, _, rest = token.partition(".")
+        key = self._ours.get(header)
+        payload, _, signature = rest.partition(".")
+        if key is None or not payload or "." in signature:
+            return None
+        try:
+            mac = _b64(signature)
+            if not hmac.compare_digest(
+                mac, hmac.new(key.secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+            ):
+                return None
+            claims = json.loads(_b64(payload))
+        except (binascii.Error, ValueError, UnicodeError):
+            return None
+        if not isinstance(claims, dict) or claims.get("aud") != AUDIENCE:
+            return None
+        if any(claims.get(name) is None for name in REQUIRED):
+            return None
+        return claims
+
+    def _decoded(self, token: str) -> dict[str, Any]:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidAction("the action id was not issued by this service")
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key.secret,
+            algorithms=["HS256"],
+            audience=AUDIENCE,
+            options={
+                "require": list(REQUIRED),
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+        return claims
+
+
+def _b64(segment: str) -> bytes:
+    """Strict base64url without padding (a character outside the alphabet is an error)."""
+    if len(segment) % 4 == 1 or any(c in segment for c in "+/="):
+        raise binascii.Error("not unpadded base64url")
+    padded = segment.encode("ascii") + b"=" * (-len(segment) % 4)
+    return base64.b64decode(padded, altchars=b"-_", validate=True)
 
 
 def _str(value: object, max_len: int) -> str:
