@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from scoreboard.leaderboard import redis_ranking
 from scoreboard.leaderboard.drift import judge, structure_problem
@@ -108,7 +109,7 @@ async def test_a_failing_call_in_a_pipelined_apply_is_raised(
     apply, not hand back the error as that period's answer."""
     other = BoardPeriod("weekly", "2026-W49")
     await redis_client.set(ranking.keys(other).structures[0], "not a sorted set")
-    with pytest.raises(redis_ranking.ResponseError):
+    with pytest.raises(ResponseError):
         await ranking.apply([(KEY, user("c", 1, 1)), (other, user("c", 1, 1))])
 
 
