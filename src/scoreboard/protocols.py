@@ -14,6 +14,10 @@ rely on one):
 - a WebSocket peer that does not read while its outgoing buffer (pongs, close frames,
   boards) grows past ``max_write_buffer`` bytes is aborted, before or after it
   authenticated: a flood of pings must not make the server buffer the replies.
+
+The WebSocket protocol also offers the app a raw send (``RawSend``, the ASGI scope extension
+``scoreboard.raw_send``): a frame encoded once for every follower of a board is written as
+it is to this connection's transport, with no task, ASGI message or framing per socket.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any, TypeVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from scoreboard.live.protocol import RAW_SEND
 
 MAX_HEAD = 32 * 1024
 HEAD_TIMEOUT = 10.0
@@ -158,8 +164,41 @@ def _ends_head(received: bytes) -> bool:
     return b"\n\r\n" in received or b"\n\n" in received
 
 
+class RawSend:
+    """Writes a whole frame straight to one WebSocket's transport: only while the connection
+    is open, negotiated no extension (a frame would need transforming) and is writable (its
+    write buffer below the high-water mark). Otherwise False: the app sends it the usual way,
+    which waits for the peer to read (and times out for one that does not)."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: BoundedWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, frame: bytes) -> bool:
+        protocol = self._protocol
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not protocol.handshake_complete
+            or protocol.initial_response is not None
+            or protocol.conn.extensions
+            or not protocol.writable.is_set()
+            or protocol.transport.is_closing()
+        ):
+            return False
+        protocol.transport.write(frame)
+        return True
+
+
 class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     limits = Limits()
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # not made for a refused handshake
+        if scope is not None:  # the app's task starts after this returns
+            scope["extensions"][RAW_SEND] = RawSend(self)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -8,13 +8,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
-from scoreboard.live.connection import LiveConnection
+import pytest
+
+from scoreboard.live.connection import Frame, LiveConnection
+from scoreboard.live.protocol import text_frame
 
 
 class SlowSocket:
     """Takes a frame only when the test lets it."""
 
     def __init__(self) -> None:
+        self.scope: dict[str, Any] = {}  # no raw send: every frame through send_text
         self.sent: list[str] = []
         self.gate = asyncio.Event()
         self.closed: int | None = None
@@ -34,6 +38,7 @@ class GonePeer:
 
     def __init__(self, *, send: str = "ok", close: str = "ok") -> None:
         self.send, self.close_mode = send, close
+        self.scope: dict[str, Any] = {}
         self.sent: list[str] = []
         self.closed: int | None = None
 
@@ -158,3 +163,125 @@ async def test_close_gives_up_on_a_peer_that_takes_nothing() -> None:
         8,
     )
     assert stuck_on_event.closed == 1001
+
+
+# -- a broadcast's frame written straight to the transport (the raw send) ---------------------
+
+
+class Transport:
+    """The raw send of scoreboard.protocols, as the connection sees it: writes while
+    ``writable`` (its buffer below the high-water mark), else refuses."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.writable = True
+
+    def write(self, frame: bytes) -> bool:
+        if self.writable:
+            self.written.append(frame)
+        return self.writable
+
+
+def raw_connection(socket: SlowSocket, transport: Transport) -> LiveConnection:
+    return LiveConnection(cast(Any, socket), "viewer", "127.0.0.1", None, 30, raw=transport)
+
+
+def frame(text: str) -> Frame:
+    return Frame(text, text_frame(text))
+
+
+async def test_an_idle_writable_connection_gets_the_frame_written_at_once() -> None:
+    """Guards the raw path: no outbox, no sender woken, the reset before the board; a frame
+    whose whole bytes are what a WebSocket client reads as that text."""
+    socket, transport = SlowSocket(), Transport()
+    live = raw_connection(socket, transport)
+    live.push_board("global", frame("board-v1"), frame("reset"))
+    live.push_board("global", frame("board-v2"))
+    expected = [text_frame("reset"), text_frame("board-v1"), text_frame("board-v2")]
+    assert transport.written == expected
+    assert not live._wake.is_set()
+    assert live._idle()
+
+
+async def test_a_connection_that_is_not_writable_keeps_only_the_latest_frame() -> None:
+    """Guards latest-wins and ordering on the raw path: refused frames wait in the outbox
+    (each replacing the last), and once the transport is writable again nothing overtakes
+    them: the next frame waits behind them too, then the sender sends only the newest."""
+    socket, transport = SlowSocket(), Transport()
+    live = raw_connection(socket, transport)
+    sender = asyncio.create_task(live.run_sender())
+    transport.writable = False
+    live.push_board("global", frame("v1"))
+    live.push_board("global", frame("v2"))
+    transport.writable = True
+    live.push_board("global", frame("v3"))  # v2 still waits: v3 must not go ahead of it
+    assert transport.written == []
+    await feed_until(socket, lambda: bool(socket.sent))
+    assert socket.sent == ["v3"]
+    live.push_board("global", frame("v4"))  # idle again: straight through
+    assert transport.written == [text_frame("v4")]
+    await live.close(1000, "done")
+    await asyncio.wait_for(sender, 5)
+
+
+async def test_a_frame_never_overtakes_one_the_sender_is_sending() -> None:
+    """Guards ``_sending``: while the sender holds a control reply it has not written, a
+    broadcast goes to the outbox, behind it."""
+    socket, transport = SlowSocket(), Transport()
+    live = raw_connection(socket, transport)
+    sender = asyncio.create_task(live.run_sender())
+    live.offer_control("pong")
+    await asyncio.sleep(0.01)  # the sender took it and waits on the socket
+    assert live._idle()
+    live.push_board("global", frame("board"))
+    assert transport.written == []
+    await feed_until(socket, lambda: len(socket.sent) == 2)
+    assert socket.sent == ["pong", "board"]
+    await live.close(1000, "done")
+    await asyncio.wait_for(sender, 5)
+
+
+async def test_a_reset_written_before_a_refused_board_is_not_sent_twice() -> None:
+    socket, transport = SlowSocket(), Transport()
+    live = raw_connection(socket, transport)
+
+    class FullAfterOne(Transport):
+        def write(self, frame: bytes) -> bool:
+            self.writable = not self.written
+            return super().write(frame)
+
+    live.raw = full = FullAfterOne()
+    live.push_board("global", frame("board"), frame("reset"))
+    assert full.written == [text_frame("reset")]
+    assert live._next() == "board"
+    assert live._next() is None
+    await live.close(1000, "done")
+    live.push_board("global", frame("late"))
+    assert full.written == [text_frame("reset")]
+    assert live._next() == "late"
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 200_001])
+def test_a_frame_made_once_reads_as_its_text(size: int) -> None:
+    """Guards ``text_frame``'s three length forms: what a WebSocket client reads is the text."""
+    text = "é" * (size // 2) + "x" * (size % 2)  # two bytes a character, and one
+    assert websockets_text(text_frame(text))[0] == text
+    assert len(text.encode()) == size
+
+
+def websockets_text(raw: bytes) -> tuple[str, bytes]:
+    """What the websockets library (the clients of the tests) reads from these bytes."""
+    from websockets.frames import Frame as WsFrame
+    from websockets.frames import Opcode
+    from websockets.streams import StreamReader
+
+    reader = StreamReader()
+    reader.feed_data(raw)
+    parser = WsFrame.parse(reader.read_exact, mask=False)
+    try:
+        next(parser)
+    except StopIteration as done:
+        parsed = done.value
+    assert parsed.opcode is Opcode.TEXT
+    assert parsed.fin
+    return parsed.data.decode(), raw

@@ -81,6 +81,7 @@ class Clock:
 
 class FakeSocket:
     def __init__(self, *, blocked: bool = False) -> None:
+        self.scope: dict[str, Any] = {}
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
         self.blocked = blocked

@@ -9,16 +9,19 @@ import json
 import os
 import signal
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import Api, bearer, make_token, scrape, value
+from scoreboard.app import create_app
+from scoreboard.protocols import RawSend
+from tests.helpers import Api, bearer, make_settings, make_token, scrape, value
 from tests.live.conftest import StartServer
 from tests.live.wsclient import closed_with, next_event, open_ws, ws_url
-from tests.server import ServerProcess
+from tests.server import ServerProcess, served
 
 pytestmark = pytest.mark.slow
 
@@ -358,3 +361,38 @@ async def test_every_refusal_after_the_upgrade_sends_an_error_event_before_the_c
     expiring = await open_ws(server, make_token("r", ttl=2))
     await next_event(expiring, "connection_success")
     assert await _refusal(expiring) == ("token_expired", 1008)
+
+
+async def test_boards_reach_real_sockets_written_raw_once_per_broadcast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our uvicorn protocol's raw send, in this process (so its writes can be counted): every
+    follower gets each board as a frame the websockets client reads, and the frames were
+    written straight to the transports (a server that offered no raw send, or a connection
+    that never used it, fails the count)."""
+    written: list[int] = []
+    write = RawSend.write
+
+    def counted(self: RawSend, frame: bytes) -> bool:
+        done = write(self, frame)
+        written.append(len(frame) if done else -1)
+        return done
+
+    monkeypatch.setattr(RawSend, "write", counted)
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", tmp_path)
+    async with served(create_app(settings), settings) as url:
+        followers = []
+        for i in range(5):
+            ws = await connect(
+                url.replace("http://", "ws://") + "/ws/leaderboard",
+                additional_headers=bearer(make_token(f"viewer-{i}")),
+            )
+            await next_event(ws, "connection_success")
+            followers.append(ws)
+        async with httpx.AsyncClient(base_url=url) as client:
+            await Api(client).score("climber", "big")
+        boards = [await next_event(ws, "leaderboard_update") for ws in followers]
+        assert all(b["leaderboard"][0]["userId"] == "climber" for b in boards)
+        assert len([n for n in written if n > 0]) >= len(followers)
+        for ws in followers:
+            await ws.close()

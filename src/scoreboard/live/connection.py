@@ -1,7 +1,15 @@
 """One WebSocket client, with an outbox that can never grow: per board it follows (at most
 MAX_BOARDS_PER_CONNECTION), the latest leaderboard, the latest reset and the latest personal
 score; and a few control replies. A client that stops reading holds up only its own sender
-task, and is closed when a send takes longer than the send timeout."""
+task, and is closed when a send takes longer than the send timeout.
+
+A board broadcast skips the outbox when it can: with the server's raw send
+(``scoreboard.protocols.RawSend``), an idle connection (nothing waiting, nothing being sent)
+whose transport is writable gets the frame, encoded once for every follower, written as it
+is: no task wakes, nothing is framed again. Any other connection gets it in its outbox as
+before, so latest-wins and the slow-client close hold: a client that stops reading fills its
+buffer, its transport stops being writable, and from then on its frames wait (replacing each
+other) for a sender that times out."""
 
 from __future__ import annotations
 
@@ -11,15 +19,28 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
 import structlog
 from litestar import WebSocket
 
-from scoreboard.live.protocol import CloseCode
+from scoreboard.live.protocol import RAW_SEND, CloseCode
 
 log = structlog.get_logger("scoreboard.live")
 MAX_CONTROL = 8
+
+
+class RawWriter(Protocol):
+    def write(self, frame: bytes) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One event for many sockets: its text (the outbox's) and the whole WebSocket frame
+    (the raw send's), each made once."""
+
+    text: str
+    raw: bytes
 
 
 @dataclass(eq=False)
@@ -41,6 +62,29 @@ class LiveConnection:
     _closed: bool = False
     close_code: int | None = None  # how it ended: ours, the peer's, or None (it vanished)
     too_slow: bool = False
+    _sending: bool = False  # the sender holds a frame it has not written yet
+    raw: RawWriter | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.raw is None:
+            extensions = self.socket.scope.get("extensions") or {}
+            self.raw = cast(RawWriter | None, extensions.get(RAW_SEND))
+
+    def push_board(self, board: str, frame: Frame, reset: Frame | None = None) -> None:
+        """A broadcast's frame (after the reset of a new period, if any): written at once
+        when the connection is idle and writable, else offered to the outbox."""
+        raw = self.raw
+        idle = raw is not None and not self._sending and not self._closed and self._idle()
+        if idle and raw is not None and (reset is None or raw.write(reset.raw)):
+            if not raw.write(frame.raw):
+                self.offer_board(board, frame.text)
+            return
+        if reset is not None:
+            self.offer_reset(board, reset.text)
+        self.offer_board(board, frame.text)
+
+    def _idle(self) -> bool:
+        return not (self._control or self._resets or self._boards or self._personal)
 
     def offer_board(self, board: str, frame: str) -> None:
         """Latest wins per board: an unsent older snapshot is simply replaced."""
@@ -81,6 +125,7 @@ class LiveConnection:
             await self._wake.wait()
             self._wake.clear()
             while (frame := self._next()) is not None:
+                self._sending = True
                 try:
                     # asyncio.timeout, not wait_for: no extra task per send, which at
                     # thousands of sockets is what makes the garbage collector pause.
@@ -91,6 +136,8 @@ class LiveConnection:
                     self.too_slow = True
                     await self.close(CloseCode.TRY_AGAIN, "too slow to keep up; reconnect")
                     return
+                finally:
+                    self._sending = False
 
     async def close(self, code: int, reason: str, event: str | None = None) -> None:
         """Close with ``code``; ``event`` (an encoded ``error`` event) goes first, for a peer

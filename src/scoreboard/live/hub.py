@@ -3,9 +3,11 @@
 Connections follow boards (``global`` unless they ask for others). A score change marks its
 board dirty. The broadcast loop wakes at most once per ``broadcast_interval``, reads each
 dirty board's top N once, and only when it differs from what was last sent gives it a new
-``version``, encodes it once and offers the same frame to every follower (latest wins in
-each outbox, per board). The loop also notices a board's period ending (by the clock, or an
-admin's rollover) and sends ``board_reset`` before the new, empty board.
+``version``, encodes it once (text and whole WebSocket frame) and hands the same frame to
+every follower: written straight to an idle follower's transport, else to its outbox
+(latest wins there, per board; see ``LiveConnection.push_board``). The loop also notices a
+board's period ending (by the clock, or an admin's rollover) and sends ``board_reset``
+before the new, empty board.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from scoreboard.boards.periods import Period
 from scoreboard.errors import ScoreboardError
 from scoreboard.leaderboard.schemas import LeaderboardEntry
 from scoreboard.leaderboard.service import LeaderboardService
-from scoreboard.live.connection import LiveConnection
+from scoreboard.live.connection import Frame, LiveConnection
 from scoreboard.live.protocol import (
     MAX_BOARDS_PER_CONNECTION,
     BoardReset,
@@ -35,6 +37,7 @@ from scoreboard.live.protocol import (
     LeaderboardUpdate,
     ScoreUpdate,
     encode,
+    text_frame,
 )
 from scoreboard.metrics import Metrics
 from scoreboard.records import BoardsChanged, ScoreEvent
@@ -42,6 +45,10 @@ from scoreboard.records import BoardsChanged, ScoreEvent
 log = structlog.get_logger("scoreboard.live")
 FANOUT_CHUNK = 256
 PERIOD_CHECK = 1.0  # seconds between looks at the clock for periods that ended
+
+
+def _frame(text: str) -> Frame:
+    return Frame(text, text_frame(text))
 
 
 class TooManyConnectionsError(Exception):
@@ -281,13 +288,11 @@ class Hub:
             return
         if outcome is False:
             return
-        reset = encode(outcome) if isinstance(outcome, BoardReset) else None
-        frame = encode(feed.update(self._boards.clock()))
+        reset = _frame(encode(outcome)) if isinstance(outcome, BoardReset) else None
+        frame = _frame(encode(feed.update(self._boards.clock())))
         followers = list(feed.followers)
         for index, connection in enumerate(followers, 1):
-            if reset is not None:
-                connection.offer_reset(board, reset)
-            connection.offer_board(board, frame)
+            connection.push_board(board, frame, reset)
             if index % FANOUT_CHUNK == 0:  # let score updates run in between
                 await asyncio.sleep(0)
         self._metrics.broadcast_frames.inc(len(followers))

@@ -102,6 +102,25 @@ def encode(event: msgspec.Struct) -> str:
     return _encoder.encode(event).decode()
 
 
+# The ASGI scope extension of our uvicorn WebSocket protocol (scoreboard.protocols.RawSend):
+# one frame made once, written as it is to each follower's transport.
+RAW_SEND = "scoreboard.raw_send"
+
+
+def text_frame(text: str) -> bytes:
+    """A whole, unmasked WebSocket text frame (RFC 6455 5.2: a server's frame), no
+    extension: the bytes a follower's transport is sent as they are."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
 def decode_client(text: str) -> ClientMessage:
     """Raises msgspec.DecodeError (malformed) or msgspec.ValidationError (unknown type or
     a message that does not fit it)."""
