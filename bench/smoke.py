@@ -68,7 +68,20 @@ BENCHES: list[tuple[list[str], list[str]]] = [
         ["leaderboard_reads.py", "--production", "--seconds", "1", "--players", "12"],
         ["wrk", "postgres", "redis"],
     ),
-    (["live_fanout.py", "--connections", "20", "--updates", "3", "--interval", "0.1"], []),
+    (
+        [
+            "live_fanout.py",
+            "--connections",
+            "20",
+            "--sample",
+            "5",
+            "--updates",
+            "3",
+            "--interval",
+            "0.1",
+        ],
+        [],
+    ),
     (
         ["rebuild_cache.py", "--users", "2000", "--redis-url", REDIS_URL],
         ["postgres", "redis"],
