@@ -61,7 +61,7 @@ STAGES = ("ticket", "velocity", "commit", "ranking", "publish")
 
 
 # How the workers' values of a gauge combine (prometheus_client's multiprocess modes).
-Combined = Literal["all", "livesum", "livemax", "livemin"]
+Combined = Literal["all", "livesum", "livemax", "livemostrecent"]
 
 
 def multiprocess_dir() -> str | None:
@@ -234,16 +234,16 @@ class Metrics:
         self.redis_up = (
             gauge(
                 "scoreboard_redis_up",
-                "1 when Redis answered the last probe (of every worker).",
-                mode="livemin",
+                "1 when Redis answered the last probe (the latest of any worker's).",
+                mode="livemostrecent",
             )
             if shape == "production"
             else None
         )
         self.database_up = gauge(
             "scoreboard_database_up",
-            "1 when the database answered the last probe (of every worker).",
-            mode="livemin",
+            "1 when the database answered the last probe (the latest of any worker's).",
+            mode="livemostrecent",
         )
 
         # Abuse and limits

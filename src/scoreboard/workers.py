@@ -68,10 +68,22 @@ def production_only(settings: Settings) -> str | None:
     return None
 
 
+def _family(settings: Settings) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+
+
+def port_free(settings: Settings) -> None:
+    """Raises OSError (address in use) when anything listens on the port, another
+    supervisor's workers included: their SO_REUSEPORT would let ours bind beside them and
+    the kernel split connections between two deployments."""
+    with socket.socket(_family(settings), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no holder
+        probe.bind((settings.host, settings.port))
+
+
 def bind(settings: Settings, *, listen: bool) -> socket.socket:
     """The port, shared with the other workers (SO_REUSEPORT); listening or only held."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(_family(settings), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
@@ -146,12 +158,19 @@ class Supervisor:
                         log.error("workers_keep_dying", deaths=QUICK_DEATHS, within_s=QUICK)
                         self._stopping, code = True, 1
                         break
-                    time.sleep(min(MAX_BACKOFF, 0.5 * 2 ** len(self._quick_deaths)))
+                    self._pause(min(MAX_BACKOFF, 0.5 * 2 ** len(self._quick_deaths)))
                 else:
                     self._quick_deaths.clear()
-                self._workers[index] = self._spawn(index)
+                if not self._stopping:
+                    self._workers[index] = self._spawn(index)
         self._stop_all()
         return code
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but not past a stop signal."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(POLL)
 
     def _stop_all(self) -> None:
         for worker in self._workers.values():
@@ -170,6 +189,7 @@ class Supervisor:
 
 def run_workers(settings: Settings, count: int) -> int:
     """Hold the port, supervise ``count`` workers until told to stop; the exit code."""
+    port_free(settings)
     sock = bind(settings, listen=False)
     with tempfile.TemporaryDirectory(prefix="scoreboard-metrics-") as shared:
         if settings.metrics and settings.metrics_port is not None:

@@ -183,7 +183,20 @@ class Transport:
 
 
 def raw_connection(socket: SlowSocket, transport: Transport) -> LiveConnection:
-    return LiveConnection(cast(Any, socket), "viewer", "127.0.0.1", None, 30, raw=transport)
+    live = LiveConnection(cast(Any, socket), "viewer", "127.0.0.1", None, 30, raw=transport)
+    live.welcomed = True  # as the endpoint marks it once connection_success has gone
+    return live
+
+
+async def test_nothing_is_written_raw_before_the_welcome() -> None:
+    """Guards ``welcomed``: while a connection's later boards are still being subscribed (a
+    read each), a broadcast of a board it already follows must wait in the outbox, or it
+    reaches the client before connection_success."""
+    socket, transport = SlowSocket(), Transport()
+    live = LiveConnection(cast(Any, socket), "viewer", "127.0.0.1", None, 30, raw=transport)
+    live.push_board("global", frame("early board"))
+    assert transport.written == []
+    assert live._next() == "early board"
 
 
 def frame(text: str) -> Frame:

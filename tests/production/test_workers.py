@@ -67,6 +67,19 @@ def established(pid: int, port: int) -> int:
     return count
 
 
+async def serving(url: str, patience: float = 30) -> None:
+    """Until the port answers (a worker listens)."""
+    deadline = time.monotonic() + patience
+    async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+        while True:
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "no worker answers"
+            await asyncio.sleep(0.1)
+
+
 async def update_many(client: httpx.AsyncClient, users: list[str], each: int) -> None:
     async def one(user: str) -> None:
         body = {"actionId": forge_ticket(user), "timestamp": datetime.now(UTC).isoformat()}
@@ -127,6 +140,17 @@ async def test_workers_share_the_port_and_add_up_their_metrics(shape: Shape) -> 
         assert {entry["userId"]: entry["score"] for entry in leaderboard} == {
             user: 9 * POINTS for user in users
         }
+        # The watcher's worker dies: its live gauge goes with it (mark_process_dead).
+        now = workers_of(supervisor)
+        wait_for(lambda: sum(established(pid, server.port) for pid in now) == 1, "one socket")
+        holder = next(pid for pid in now if established(pid, server.port) == 1)
+        os.kill(holder, signal.SIGKILL)
+        wait_for(lambda: holder not in workers_of(supervisor), "a replacement worker")
+        await serving(server.url)  # the replacement may still be starting
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            found = samples((await client.get("/metrics")).text)
+        assert value(found, "scoreboard_ws_connections") == 0.0
+        assert value(found, "scoreboard_score_updates_total", **ACCEPTED) == 72
     finally:
         await watcher.close()
     assert "worker_died" in server.log_path.read_text()
@@ -154,6 +178,24 @@ async def test_stopping_the_supervisor_stops_every_worker(shape: Shape) -> None:
     with pytest.raises(httpx.TransportError):
         async with httpx.AsyncClient(timeout=2) as client:
             await client.get(f"{server.url}/healthz")
+
+
+@pytest.mark.slow
+def test_a_second_deployment_cannot_take_the_port_of_a_running_one(shape: Shape) -> None:
+    """SO_REUSEPORT would let a second supervisor's workers bind beside the first's, and the
+    kernel split the connections between two deployments: it must refuse to start."""
+    first = shape.app("first", SCOREBOARD_WORKERS="2")
+    env = {**os.environ, **shape.env(SCOREBOARD_WORKERS="2"), "SCOREBOARD_PORT": str(first.port)}
+    run = subprocess.run(
+        [sys.executable, "-m", "scoreboard", "serve", "--host", "127.0.0.1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "in use" in run.stderr
+    assert httpx.get(f"{first.url}/healthz", timeout=10).status_code == 200
 
 
 @pytest.mark.slow

@@ -63,6 +63,9 @@ class LiveConnection:
     close_code: int | None = None  # how it ended: ours, the peer's, or None (it vanished)
     too_slow: bool = False
     _sending: bool = False  # the sender holds a frame it has not written yet
+    # The welcome (connection_success) has gone: until then nothing may be written raw, so
+    # a broadcast of a board followed while later ones are subscribed waits behind it.
+    welcomed: bool = False
     raw: RawWriter | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +77,13 @@ class LiveConnection:
         """A broadcast's frame (after the reset of a new period, if any): written at once
         when the connection is idle and writable, else offered to the outbox."""
         raw = self.raw
-        idle = raw is not None and not self._sending and not self._closed and self._idle()
+        idle = (
+            raw is not None
+            and self.welcomed
+            and not self._sending
+            and not self._closed
+            and self._idle()
+        )
         if idle and raw is not None and (reset is None or raw.write(reset.raw)):
             if not raw.write(frame.raw):
                 self.offer_board(board, frame.text)

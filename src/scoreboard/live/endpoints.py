@@ -299,6 +299,7 @@ async def live_leaderboard(socket: AnySocket, hub: NamedDependency[Hub]) -> None
             await _refuse(socket, CloseCode.NOT_FOUND, refusal.code, str(refusal))
             return
         await socket.send_text(hub.welcome(connection, feeds[0]))
+        connection.welcomed = True
         for feed in feeds[1:]:
             hub.snapshot(connection, feed)
         tasks = [
