@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,55 +283,57 @@ def measure_shape(
     return {n: sorted(done, key=lambda run: run["rps"])[len(done) // 2] for n, done in runs.items()}
 
 
+def alternate(
+    first: Callable[[], dict[str, float]],
+    second: Callable[[], dict[str, float]],
+    args: argparse.Namespace,
+    by: str = "rps",
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Two measurements alternating ``--repeat`` times, so that load which comes and goes on
+    the machine falls on both alike; the median run of each (by ``by``) stands."""
+    runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+    for _ in range(args.repeat):
+        runs[0].append(first())
+        runs[1].append(second())
+
+    def median(done: list[dict[str, float]]) -> dict[str, float]:
+        return sorted(done, key=lambda run: run[by])[len(done) // 2]
+
+    return median(runs[0]), median(runs[1])
+
+
 def measure_metrics_cost(
     production: bool, work: Path, requests: Path, args: argparse.Namespace
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """1 board with metrics on and off (SCOREBOARD_METRICS=false), alternating ``--repeat``
-    times; the median run of each stands."""
-    on: list[dict[str, float]] = []
-    off: list[dict[str, float]] = []
-    for _ in range(args.repeat):
-        on.append(measure_scoreboard(production, 1, work, requests, args, metrics=True))
-        off.append(measure_scoreboard(production, 1, work, requests, args, metrics=False))
-
-    def median(runs: list[dict[str, float]]) -> dict[str, float]:
-        return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
-
-    return median(on), median(off)
+    """1 board with metrics on and off (SCOREBOARD_METRICS=false)."""
+    return alternate(
+        lambda: measure_scoreboard(production, 1, work, requests, args, metrics=True),
+        lambda: measure_scoreboard(production, 1, work, requests, args, metrics=False),
+        args,
+    )
 
 
 def measure_workers(
     work: Path, requests: Path, args: argparse.Namespace
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """The production shape, 1 board, as one process and as `serve --workers N`,
-    alternating ``--repeat`` times; the median run of each stands."""
-    one: list[dict[str, float]] = []
-    many: list[dict[str, float]] = []
-    for _ in range(args.repeat):
-        one.append(measure_scoreboard(True, 1, work, requests, args))
-        many.append(measure_scoreboard(True, 1, work, requests, args, workers=args.workers))
-
-    def median(runs: list[dict[str, float]]) -> dict[str, float]:
-        return sorted(runs, key=lambda run: run["rps"])[len(runs) // 2]
-
-    return median(one), median(many)
+    """The production shape, 1 board, as one process and as `serve --workers N`."""
+    return alternate(
+        lambda: measure_scoreboard(True, 1, work, requests, args),
+        lambda: measure_scoreboard(True, 1, work, requests, args, workers=args.workers),
+        args,
+    )
 
 
 def measure_batches(
     production: bool, work: Path, requests: Path, args: argparse.Namespace
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """1 board, single updates and batches of ``--batch``, alternating ``--repeat`` times; the
-    median run (by items per second) of each stands."""
-    single: list[dict[str, float]] = []
-    batched: list[dict[str, float]] = []
-    for _ in range(args.repeat):
-        single.append(measure_scoreboard(production, 1, work, requests, args))
-        batched.append(measure_scoreboard(production, 1, work, requests, args, batch=args.batch))
-
-    def median(runs: list[dict[str, float]]) -> dict[str, float]:
-        return sorted(runs, key=lambda run: run["items_per_s"])[len(runs) // 2]
-
-    return median(single), median(batched)
+    """1 board, single updates and batches of ``--batch`` (by items per second)."""
+    return alternate(
+        lambda: measure_scoreboard(production, 1, work, requests, args),
+        lambda: measure_scoreboard(production, 1, work, requests, args, batch=args.batch),
+        args,
+        by="items_per_s",
+    )
 
 
 def measure_hello(requests: Path, args: argparse.Namespace) -> dict[str, float]:

@@ -118,7 +118,7 @@ def serve(
     settings = _settings(host=host, port=port, workers=workers)
     configure_logging(settings)
     if worker:  # one of `serve --workers N` (scoreboard.workers)
-        stop_with_parent(int(os.environ.get("SCOREBOARD_SUPERVISOR_PID", "0")))
+        stop_with_parent()
         make_server(create_app(settings), settings).run(sockets=[bind(settings, listen=True)])
         return
     try:

@@ -112,6 +112,8 @@ class Metrics:
         if enabled and not self._shared:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
+        # What a scrape reads: this app's registry, or every worker's files.
+        self._scraped = aggregate_registry() if self._shared else registry
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, labels, registry=registry) if enabled else OFF
@@ -291,6 +293,4 @@ class Metrics:
             self._stages[stage].observe(time.perf_counter() - start)
 
     def scrape(self) -> bytes:
-        if self._shared:
-            return generate_latest(aggregate_registry())
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)

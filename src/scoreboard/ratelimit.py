@@ -223,7 +223,13 @@ class RateLimiter:
         """count_all window by window (an in-process store costs no round trips): test the
         blocking windows, then count every window, blocking first. Atomic per window only: of
         parallel requests, the one that loses a race for a blocking window is refused when
-        counted, and the windows counted before it keep its count."""
+        counted, and the windows counted before it keep its count. One window alone is one hit
+        (a hit over the limit counts nothing: there is nothing to look at first)."""
+        if len(counts) == 1:
+            count = counts[0]
+            if await self._fits(count, key, counting=True):
+                return Counted()
+            return await self._refusal(0, count.rate, key) if count.blocking else Counted(over=(0,))
         for i, count in enumerate(counts):
             if count.blocking and not await self._fits(count, key, counting=False):
                 return await self._refusal(i, count.rate, key)
@@ -253,10 +259,6 @@ class RateLimiter:
 
     async def enforce(self, rate: Rate, key: str, cost: int = 1) -> None:
         """Count `cost` against the window, or raise RateLimited (counting nothing)."""
-        if self._count_all is None:  # in process: one hit, no test before it
-            if await self.hit(rate, key, cost):
-                return
-            self.refuse(rate, await self._refusal(0, rate, key))
         counted = await self.count_all(key, [Count(rate, cost, blocking=True)])
         if counted.refused is not None:
             self.refuse(rate, counted)

@@ -50,6 +50,7 @@ POLL = 0.2
 QUICK, QUICK_DEATHS = 10.0, 5
 MAX_BACKOFF = 10.0
 PR_SET_PDEATHSIG = 1
+SUPERVISOR_PID = "SCOREBOARD_SUPERVISOR_PID"  # in a worker's environment
 
 
 def production_only(settings: Settings) -> str | None:
@@ -96,11 +97,11 @@ def bind(settings: Settings, *, listen: bool) -> socket.socket:
     return sock
 
 
-def stop_with_parent(supervisor: int) -> None:
+def stop_with_parent() -> None:
     """In a worker: be sent SIGTERM when the supervisor dies, and stop now if it already has."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != supervisor:
+    if os.getppid() != int(os.environ.get(SUPERVISOR_PID, "0")):
         raise SystemExit(1)
 
 
@@ -125,7 +126,7 @@ class Supervisor:
             "SCOREBOARD_HOST": self._settings.host,
             "SCOREBOARD_PORT": str(self._settings.port),
             "PROMETHEUS_MULTIPROC_DIR": self._shared,
-            "SCOREBOARD_SUPERVISOR_PID": str(os.getpid()),
+            SUPERVISOR_PID: str(os.getpid()),
         }
         process = subprocess.Popen(  # noqa: S603 - this interpreter, our own arguments
             command,

@@ -21,7 +21,7 @@ import pytest
 from tests.helpers import Api, bearer, forge_ticket, make_token, samples, settings_env, value
 from tests.live.wsclient import next_event, open_ws
 from tests.production.conftest import POINTS, Shape, board_shows
-from tests.server import free_port
+from tests.server import ServerProcess, free_port
 
 ACCEPTED = {"board": "global", "outcome": "accepted"}
 
@@ -36,6 +36,18 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
+
+
+def two_workers(
+    shape: Shape, **env: str
+) -> tuple[ServerProcess, subprocess.Popen[bytes], list[int]]:
+    """`serve --workers 2` started and both workers running: the server, the supervisor's
+    process and the workers' pids."""
+    server = shape.app("workers", SCOREBOARD_WORKERS="2", **env)
+    assert server.process is not None
+    supervisor = server.process
+    wait_for(lambda: len(workers_of(supervisor.pid)) == 2, "two workers")
+    return server, supervisor, workers_of(supervisor.pid)
 
 
 def alive(pid: int) -> bool:
@@ -105,11 +117,8 @@ async def accepted_in_every_scrape(url: str, expected: float) -> None:
 
 @pytest.mark.slow
 async def test_workers_share_the_port_and_add_up_their_metrics(shape: Shape) -> None:
-    server = shape.app("workers", SCOREBOARD_WORKERS="2")
-    assert server.process is not None
-    supervisor = server.process.pid
-    wait_for(lambda: len(workers_of(supervisor)) == 2, "two workers")
-    first = workers_of(supervisor)
+    server, process, first = two_workers(shape)
+    supervisor = process.pid
 
     watcher = await open_ws(server, make_token("watcher"))
     try:
@@ -159,11 +168,7 @@ async def test_workers_share_the_port_and_add_up_their_metrics(shape: Shape) -> 
 @pytest.mark.slow
 async def test_stopping_the_supervisor_stops_every_worker(shape: Shape) -> None:
     metrics_port = free_port()
-    server = shape.app("workers", SCOREBOARD_WORKERS="2", SCOREBOARD_METRICS_PORT=str(metrics_port))
-    assert server.process is not None
-    supervisor = server.process.pid
-    wait_for(lambda: len(workers_of(supervisor)) == 2, "two workers")
-    workers = workers_of(supervisor)
+    server, supervisor, workers = two_workers(shape, SCOREBOARD_METRICS_PORT=str(metrics_port))
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as updates:
         await update_many(updates, ["solo"], 3)
     async with httpx.AsyncClient(timeout=10) as client:
@@ -172,8 +177,8 @@ async def test_stopping_the_supervisor_stops_every_worker(shape: Shape) -> None:
         assert value(found, "scoreboard_score_updates_total", **ACCEPTED) == 3
         assert (await client.get(f"{server.url}/metrics")).status_code == 404
 
-    server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(timeout=30) == 0
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 0
     assert not any(alive(pid) for pid in workers)
     with pytest.raises(httpx.TransportError):
         async with httpx.AsyncClient(timeout=2) as client:
@@ -200,13 +205,9 @@ def test_a_second_deployment_cannot_take_the_port_of_a_running_one(shape: Shape)
 
 @pytest.mark.slow
 async def test_a_killed_supervisor_leaves_no_worker_holding_the_port(shape: Shape) -> None:
-    server = shape.app("workers", SCOREBOARD_WORKERS="2")
-    assert server.process is not None
-    supervisor = server.process.pid
-    wait_for(lambda: len(workers_of(supervisor)) == 2, "two workers")
-    workers = workers_of(supervisor)
-    server.process.kill()
-    server.process.wait()
+    _, supervisor, workers = two_workers(shape)
+    supervisor.kill()
+    supervisor.wait()
     wait_for(lambda: not any(alive(pid) for pid in workers), "the workers to stop", 20)
 
 

@@ -76,15 +76,9 @@ class LiveConnection:
     def push_board(self, board: str, frame: Frame, reset: Frame | None = None) -> None:
         """A broadcast's frame (after the reset of a new period, if any): written at once
         when the connection is idle and writable, else offered to the outbox."""
-        raw = self.raw
-        idle = (
-            raw is not None
-            and self.welcomed
-            and not self._sending
-            and not self._closed
-            and self._idle()
-        )
-        if idle and raw is not None and (reset is None or raw.write(reset.raw)):
+        idle = self.welcomed and not self._sending and not self._closed and self._idle()
+        raw = self.raw if idle else None
+        if raw is not None and (reset is None or raw.write(reset.raw)):
             if not raw.write(frame.raw):
                 self.offer_board(board, frame.text)
             return
