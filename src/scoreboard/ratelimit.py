@@ -282,10 +282,12 @@ def _window_state(
     weighted = previous * previous_in / expiry + current
     remaining = max(0, rate.item.amount - math.floor(weighted))
     reset_in = math.inf
+    # A remainder of 0 is a whole period (a counter read in the millisecond it was set has
+    # exactly its full TTL), not "free now".
     if previous:
-        reset_in = previous_in % (expiry / previous)
+        reset_in = previous_in % (expiry / previous) or expiry / previous
     if current:
-        reset_in = min(reset_in, current_in % expiry)
+        reset_in = min(reset_in, current_in % expiry or expiry)
     return remaining, 0.0 if reset_in == math.inf else reset_in
 
 
