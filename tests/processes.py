@@ -42,6 +42,7 @@ class RedisServer:
     directory: Path | None = None
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    password: str | None = None  # requirepass
 
     @property
     def url(self) -> str:
@@ -54,10 +55,12 @@ class RedisServer:
         arguments += ["--appendonly", "no"]
         if self.directory is not None:
             arguments += ["--dir", str(self.directory)]
+        if self.password is not None:
+            arguments += ["--requirepass", self.password]
         self.process = subprocess.Popen(
             [binary, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         try:
             for _ in range(200):
                 with contextlib.suppress(RedisError):
@@ -148,6 +151,7 @@ class Nginx:
     upstreams: tuple[str, str]
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    password: str | None = None  # requirepass
 
     @property
     def url(self) -> str:

@@ -29,6 +29,7 @@ from scoreboard.config import Settings
 from scoreboard.errors import ScoreboardError
 from scoreboard.metrics import Metrics
 from scoreboard.redis_urls import REDIS_DOWN, RedisClient, parse_redis_url
+from scoreboard.redis_wire import HotScript
 
 log = structlog.get_logger("scoreboard.ratelimit")
 
@@ -150,7 +151,7 @@ class RateLimiter:
         # service's own, when the limits are kept in its Redis), else window by window.
         self._redis = redis
         self._key_prefix = key_prefix
-        self._count_all = redis.register_script(COUNT_ALL) if redis is not None else None
+        self._count_all = HotScript(redis, COUNT_ALL) if redis is not None else None
         # The async flavour of any limits storage URL: memory://, redis://, redis+cluster://,
         # redis+sentinel://... Keys go under the service's own prefix, so deployments sharing
         # a Redis never share counters. Redis is always spoken to with redis-py; with ``pool``

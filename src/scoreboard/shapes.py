@@ -35,6 +35,7 @@ from scoreboard.live.redis_tickets import RedisWsTicketStore
 from scoreboard.live.tickets import MemoryWsTicketStore, WsTicketStore
 from scoreboard.metrics import Metrics
 from scoreboard.redis_urls import ClusterClient, RedisClient, parse_redis_url
+from scoreboard.redis_wire import Wire, WiredRedis
 from scoreboard.scores.repository import ScoreRepository
 
 log = structlog.get_logger("scoreboard.redis")
@@ -132,7 +133,10 @@ def redis_client(settings: Settings) -> RedisClient:
         retry=Retry(NoBackoff(), retries=1),
         **CLIENT_TIMEOUTS,
     )
-    return Redis.from_pool(pool)
+    client = WiredRedis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as Redis.from_pool: the pool is the client's
+    client.wire = Wire.for_client(client)  # the hot path's scripts and events
+    return client
 
 
 def shared_pool(redis: RedisClient | None) -> TrimmedPool | None:

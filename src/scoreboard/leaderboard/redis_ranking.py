@@ -40,6 +40,7 @@ from scoreboard.leaderboard.ranking import (
 )
 from scoreboard.records import BoardPeriod, Order, UserScore
 from scoreboard.redis_urls import RedisClient
+from scoreboard.redis_wire import HotScript, wire_of
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -119,12 +120,12 @@ class RedisRanking:
     def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._apply = redis.register_script(scripts.APPLY)
-        self._swap = redis.register_script(scripts.SWAP)
-        self._window = redis.register_script(scripts.WINDOW)
-        self._ranks = redis.register_script(scripts.RANKS)
-        self._inspect = redis.register_script(scripts.INSPECT)
-        self._repair = redis.register_script(scripts.REPAIR)
+        self._apply = HotScript(redis, scripts.APPLY)
+        self._swap = HotScript(redis, scripts.SWAP)
+        self._window = HotScript(redis, scripts.WINDOW)
+        self._ranks = HotScript(redis, scripts.RANKS)
+        self._inspect = HotScript(redis, scripts.INSPECT)
+        self._repair = HotScript(redis, scripts.REPAIR)
         self._held_locks: dict[BoardPeriod, Lock] = {}
         self._check_locks: dict[BoardPeriod, Lock] = {}
 
@@ -162,13 +163,17 @@ class RedisRanking:
         elif len(calls) == 1:
             replies = [await self._apply(keys=calls[0][0], args=calls[0][1])]
         else:
-            # EVALSHA straight into the pipeline: a script registered on it would cost a
-            # SCRIPT EXISTS round trip on every execute. A server without the script (restarted,
-            # failed over) refuses those calls unrun: each is sent again, loading it.
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for names, args in calls:
-                    pipe.evalsha(self._apply.sha, len(names), *names, *args)
-                replies = await pipe.execute(raise_on_error=False)
+            # EVALSHA straight into one round trip (no redis-py Script in a pipeline: it would
+            # cost a SCRIPT EXISTS round trip on every execute). A server without the script
+            # (restarted, failed over) refuses those calls unrun: each is sent again, loading it.
+            commands = [["EVALSHA", self._apply.sha, len(n), *n, *a] for n, a in calls]
+            if (wire := wire_of(self._redis)) is not None:
+                replies = await wire.call_many(commands)
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
             for i, reply in enumerate(replies):
                 if isinstance(reply, NoScriptError):
                     replies[i] = await self._apply(keys=calls[i][0], args=calls[i][1])

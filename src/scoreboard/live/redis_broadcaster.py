@@ -34,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from scoreboard.live.broadcaster import Event, Handler
 from scoreboard.records import BoardsChanged, ScoreEvent
 from scoreboard.redis_urls import REDIS_DOWN, RedisClient
+from scoreboard.redis_wire import wire_of
 
 log = structlog.get_logger("scoreboard.live")
 FIRST_RETRY = 0.1
@@ -110,13 +111,17 @@ class RedisBroadcaster:
         # During a known outage skip Redis: each attempt would cost the client's retries.
         if self.subscribed or not self._outage:
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for event in events:
-                        if self._cluster is not None:  # to the master of the channel's slot
-                            pipe.spublish(self.channel(event), _encode(event))
-                        else:
-                            pipe.publish(self.channel(event), _encode(event))
-                    replies = await pipe.execute(raise_on_error=False)
+                if (wire := wire_of(self._redis)) is not None:
+                    commands = [("PUBLISH", self.channel(e), _encode(e)) for e in events]
+                    replies = await wire.call_many(commands)
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for event in events:
+                            if self._cluster is not None:  # to the master of the channel's slot
+                                pipe.spublish(self.channel(event), _encode(event))
+                            else:
+                                pipe.publish(self.channel(event), _encode(event))
+                        replies = await pipe.execute(raise_on_error=False)
             except REDIS_DOWN as exc:
                 if not self._outage:
                     log.warning("score_event_publish_failed", error=str(exc) or type(exc).__name__)
