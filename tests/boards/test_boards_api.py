@@ -21,6 +21,7 @@ from tests.helpers import (
     Api,
     MovableClock,
     bearer,
+    history_of,
     make_token,
     new_user,
     problem,
@@ -211,6 +212,28 @@ async def test_best_and_latest_boards_rank_the_value_a_trusted_backend_sent(api:
     # The sum board got the points, not the values: 1 point per run.
     total = {e["userId"]: e["score"] for e in (await api.board("global"))["leaderboard"]}
     assert total == {"ann": 3, "ben": 2, "cat": 1}
+
+
+async def test_the_audit_row_keeps_the_value_and_every_board_and_period_it_fed(
+    api: Api, clock: MovableClock
+) -> None:
+    """Guards against the score writer dropping the audit row's ``value`` or ``boards``, or
+    writing ``boards`` as anything but the JSON map board -> period (the admin history, the
+    cache's drift check and a reset read it back)."""
+    for value in (500, 300):
+        response = await api.complete("ann", await api.issue_for("ann", "run", value))
+        assert response.status_code == 200, response.text
+    await api.score("ann", "play")
+    updates = (await history_of(api, "ann"))["updates"]
+    week = key_of("weekly", "Europe/Berlin", clock)
+    day = key_of("daily", "America/New_York", clock)
+    month = key_of("monthly", "Europe/Berlin", clock)
+    run_boards = {"global": "all", "high": "all", "speedrun": month, "last": "all"}
+    assert [(u["actionType"], u["value"], u["boards"]) for u in updates] == [
+        ("play", None, {"global": "all", "weekly": week, "daily": day}),
+        ("run", 300, run_boards),
+        ("run", 500, run_boards),
+    ]
 
 
 async def test_a_value_comes_only_from_a_trusted_backend_and_only_where_it_is_ranked(

@@ -195,6 +195,18 @@ def _batches(metrics: Metrics) -> tuple[float | None, float | None]:
     )
 
 
+async def test_a_batch_of_changes_whose_boards_are_all_gone_writes_nothing_and_says_so(
+    repository: ScoreRepository,
+) -> None:
+    """A batch in which no change has a board left to feed (retired after the tickets were
+    checked) has no audit row to insert. Guards against the writer assuming it has one (an
+    unset accepted set: a TypeError, every change of the batch a 500)."""
+    gone = [replace(change(user), boards=("retired-board",)) for user in ("ann", "ben")]
+    outcomes = await repository.record_many(gone)
+    assert [type(o) for o in outcomes] == [NoActiveBoard, NoActiveBoard]
+    assert await repository.load_period(KEY) == []
+
+
 async def test_an_admin_change_to_a_board_gone_since_it_was_checked_is_refused(
     repository: ScoreRepository,
 ) -> None:
