@@ -28,8 +28,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scoreboard.config import Settings
 from scoreboard.leaderboard.redis_ranking import RedisRanking
+from scoreboard.leaderboard.redis_scripts import APPLY
 from scoreboard.live.redis_broadcaster import RedisBroadcaster
-from scoreboard.ratelimit import Count, Rate, RateLimiter
+from scoreboard.ratelimit import COUNT_ALL, Count, Rate, RateLimiter
 from scoreboard.records import BoardPeriod, ScoreEvent, UserScore
 from scoreboard.redis_wire import HotScript, Wire, WiredRedis, pack, wire_of
 from scoreboard.shapes import redis_client
@@ -330,11 +331,13 @@ async def test_the_ranking_the_limits_and_the_events_of_the_service_go_through_t
     redis_url: str, redis_prefix: str
 ) -> None:
     """The production shape's hot calls are the wire's: APPLY (one period and several),
-    a window count, a score event."""
+    the reads of a page (revision, total, a score's rank), a window count, a score event."""
     client = redis_client(Settings(redis_url=redis_url))
     wire = wire_of(client)
     assert wire is not None
     try:
+        for text in (COUNT_ALL, APPLY):  # loaded (other tests flush scripts): one call each
+            await client.script_load(text)
         limiter = RateLimiter(redis_url, key_prefix=f"{redis_prefix}limits", redis=client)
         await limiter.count_all("ann", [Count(Rate.parse("x", "5/minute"), 1, blocking=True)])
         assert wire.commands == 1
@@ -347,9 +350,12 @@ async def test_the_ranking_the_limits_and_the_events_of_the_service_go_through_t
         applied = await ranking.apply([(day, bob), (week, ann)])  # two periods: one round trip
         assert [(e.user_id, e.rank) for e in applied if e] == [("bob", 1), ("ann", 1)]
         assert wire.commands == 4
+        assert await ranking.revision(day) > 0
+        assert (await ranking.total(day), await ranking.rank_for(day, 6)) == (2, 2)
+        assert wire.commands == 7
         events = RedisBroadcaster(client, redis_prefix)
         await events.publish(ScoreEvent("b", "all", "bob", 7, 1))
-        assert wire.commands == 5
+        assert wire.commands == 8
     finally:
         await client.aclose()
 
