@@ -14,12 +14,17 @@ keeps redis-py for everything. Everything else (admin reads, rebuilds, checks, l
 uses redis-py on one server too.
 
 Bounded like the pool it sits beside: at most ``MAX_IN_FLIGHT`` commands wait for replies (a
-caller beyond that waits for room, up to the command timeout); a reply later than the timeout
-fails every command waiting on the connection with a ``TimeoutError`` and closes it (Redis
-answers in order: the ones behind it are stuck too); a lost connection fails its commands with
-a ``ConnectionError``; the next command opens a new one. A command is never sent twice: one
-that may have run is not retried. The errors are redis-py's (``redis.exceptions``), so every
-caller's handling of a Redis outage holds as it is.
+caller beyond that waits for room, up to the command timeout; a larger batch goes alone); a
+reply later than the timeout fails every command waiting on the connection with a
+``TimeoutError`` and closes it (Redis answers in order: the ones behind it are stuck too); a
+lost connection fails its commands with a ``ConnectionError``; the next command opens a new
+one. One connection attempt at a time, shared by every caller waiting for it; AUTH and SELECT
+go first on a new connection, before anyone's command. Replies are matched to commands per
+connection, so none can reach a command written on another. A command is never sent twice:
+one that may have run is not retried. The errors are redis-py's (``redis.exceptions``), so
+every caller's handling of a Redis outage holds as it is. The long scripts of a rebuild or a
+check stay on redis-py's pooled connections: one of them must not hold up the hot path's
+replies behind it.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ _ERRORS: tuple[tuple[str, type[RedisError]], ...] = (
     ("NOPERM", NoPermissionError),
     ("WRONGPASS", AuthenticationError),
     ("NOAUTH", AuthenticationError),
+    ("ERR max number of clients reached", RedisConnectionError),  # as redis-py has it
 )
 
 
@@ -81,15 +87,68 @@ def _error(reply: hiredis.ReplyError) -> RedisError:
     return ResponseError(message)
 
 
-class _Protocol(asyncio.Protocol):
+class _Connection(asyncio.Protocol):
+    """One connection and the commands waiting for its replies, in the order sent: a reply
+    can only ever go to a command written on the same connection."""
+
     def __init__(self, wire: Wire) -> None:
         self._wire = wire
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader()
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self.failed: RedisError | None = None
+
+    @property
+    def usable(self) -> bool:
+        return (
+            self.failed is None and self.transport is not None and not self.transport.is_closing()
+        )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self._wire._received(self, data)
+        self.reader.feed(data)
+        waiting = self.waiting
+        try:
+            reply = self.reader.gets()
+            while reply is not False:
+                if not waiting:  # a reply nobody asked for: the stream is not what we think
+                    raise hiredis.ProtocolError(f"a reply to no command: {reply!r:.200}")
+                future, _ = waiting.popleft()
+                if not future.done():  # its caller may have been cancelled
+                    future.set_result(
+                        _error(reply) if isinstance(reply, hiredis.ReplyError) else reply
+                    )
+                reply = self.reader.gets()
+        except hiredis.ProtocolError as exc:
+            self.fail(RedisConnectionError(f"Redis sent what is not RESP: {exc}"))
+            return
+        self._wire._made_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._wire._lost(self, RedisConnectionError(f"the connection to Redis closed: {exc}"))
+        self.fail(RedisConnectionError(f"the connection to Redis closed: {exc}"))
+
+    def send(self, data: bytes, count: int, deadline: float) -> list[asyncio.Future[Any]]:
+        assert self.transport is not None
+        loop = self._wire._loop
+        assert loop is not None
+        futures = [loop.create_future() for _ in range(count)]
+        self.waiting.extend((future, deadline) for future in futures)
+        self.transport.write(data)
+        return futures
+
+    def fail(self, error: RedisError) -> None:
+        """Close the connection and fail every command waiting on it (once)."""
+        if self.failed is None:
+            self.failed = error
+        if self.transport is not None:
+            self.transport.abort()
+        waiting, self.waiting = self.waiting, collections.deque()
+        for future, _ in waiting:
+            if not future.done():
+                future.set_exception(self.failed)
+        self._wire._made_room()
 
 
 class Wire:
@@ -119,14 +178,11 @@ class Wire:
         self._connect_timeout = connect_timeout
         self._max_in_flight = max_in_flight
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._transport: asyncio.Transport | None = None
-        self._protocol: _Protocol | None = None
-        self._reader = hiredis.Reader()
-        # Each command waiting for its reply, in the order sent: (future, deadline).
-        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Task[_Connection] | None = None
         self._watch: asyncio.TimerHandle | None = None
-        self._connecting: asyncio.Lock | None = None
         self._room: asyncio.Event | None = None
+        self._closed = False
         self.commands = 0  # sent, for the tests and the curious
 
     @classmethod
@@ -152,6 +208,10 @@ class Wire:
             return cls(path=options["path"], **common)
         return None
 
+    @property
+    def _waiting(self) -> collections.deque[tuple[asyncio.Future[Any], float]]:
+        return self._connection.waiting if self._connection is not None else collections.deque()
+
     async def call(self, *args: Arg) -> Any:
         """Send one command, return its reply (an error reply raises)."""
         (reply,) = await self._send([args])
@@ -165,48 +225,58 @@ class Wire:
         return await self._send(commands) if commands else []
 
     async def aclose(self) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None and self._loop is asyncio.get_running_loop():
-            transport.close()
-        self._fail(RedisConnectionError("the Redis wire was closed"))
+        """Close the connection and fail what waits on it; a later call is refused (it would
+        open a connection nobody closes)."""
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.fail(RedisConnectionError("the Redis wire was closed"))
 
     async def _send(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        if any(not command for command in commands):
+            raise DataError("an empty command")
         data = b"".join(pack(command) for command in commands)  # bad input: nothing sent
+        if self._closed:
+            raise RedisConnectionError("the Redis wire is closed")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests): the old connection is not ours
             self._reset(loop)
-        if len(self._waiting) + len(commands) > self._max_in_flight:
+        # Room for the commands; a batch larger than the bound goes when nothing waits.
+        if self._waiting and len(self._waiting) + len(commands) > self._max_in_flight:
             await self._wait_for_room(len(commands))
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            transport = await self._connect()
-        futures = [loop.create_future() for _ in commands]
+        connection = self._connection
+        if connection is None or not connection.usable:
+            connection = await self._connect()
         deadline = loop.time() + self._timeout
-        self._waiting.extend((future, deadline) for future in futures)
-        transport.write(data)
+        futures = connection.send(data, len(commands), deadline)
         self.commands += len(commands)
         if self._watch is None:
             self._watch = loop.call_at(deadline, self._check)
         try:
             return [await future for future in futures]
-        except BaseException:  # cancelled: the replies still come, to nobody
+        except BaseException:  # failed or cancelled: the others' outcomes go to nobody
             for future in futures:
-                future.cancel()
+                if not future.cancel() and not future.cancelled():
+                    future.exception()  # retrieved: asyncio would log it as never retrieved
             raise
 
     def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._transport = self._protocol = None
-        self._waiting.clear()
+        self._connection = None
+        self._connecting = None
         self._watch = None
-        self._connecting = asyncio.Lock()
         self._room = asyncio.Event()
 
     async def _wait_for_room(self, count: int) -> None:
         assert self._room is not None
         assert self._loop is not None
         deadline = self._loop.time() + self._timeout
-        while len(self._waiting) + count > self._max_in_flight:
+        while self._waiting and len(self._waiting) + count > self._max_in_flight:
             self._room.clear()
             try:
                 async with asyncio.timeout_at(deadline):
@@ -216,92 +286,59 @@ class Wire:
                     f"{self._max_in_flight} Redis commands in flight: no room within the timeout"
                 ) from None
 
-    async def _connect(self) -> asyncio.Transport:
-        assert self._connecting is not None
+    def _made_room(self) -> None:
+        if self._room is not None and len(self._waiting) <= self._max_in_flight // 2:
+            self._room.set()
+
+    async def _connect(self) -> _Connection:
+        """The connection every caller waits for: one attempt at a time, its outcome (a
+        connection or the error) shared by all who wait; a caller going away does not
+        cancel it for the others."""
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.ensure_future(self._open())
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Connection:
         assert self._loop is not None
-        async with self._connecting:
-            if self._transport is not None and not self._transport.is_closing():
-                return self._transport
-            protocol = _Protocol(self)
-            try:
-                async with asyncio.timeout(self._connect_timeout):
-                    if self._path is not None:
-                        transport, _ = await self._loop.create_unix_connection(
-                            lambda: protocol, self._path
-                        )
-                    else:
-                        transport, _ = await self._loop.create_connection(
-                            lambda: protocol, *self._address
-                        )
-            except (OSError, TimeoutError) as exc:
-                where = self._path or f"{self._address[0]}:{self._address[1]}"
-                raise RedisConnectionError(f"cannot connect to Redis at {where}: {exc}") from exc
-            self._reader = hiredis.Reader()
-            self._transport, self._protocol = transport, protocol
-            if self._hello:
-                try:
-                    for reply in await self.call_many(self._hello):
+        connection = _Connection(self)
+        where = self._path or f"{self._address[0]}:{self._address[1]}"
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                if self._path is not None:
+                    await self._loop.create_unix_connection(lambda: connection, self._path)
+                else:
+                    await self._loop.create_connection(lambda: connection, *self._address)
+                if self._hello:  # on this connection alone: no one else's command before it
+                    data = b"".join(pack(command) for command in self._hello)
+                    sent = connection.send(data, len(self._hello), self._loop.time())
+                    for reply in [await future for future in sent]:
                         if isinstance(reply, Exception):
                             raise reply
-                except BaseException:
-                    transport.abort()
-                    raise
-            return transport
-
-    def _received(self, protocol: _Protocol, data: bytes) -> None:
-        if protocol is not self._protocol:
-            return
-        reader = self._reader
-        reader.feed(data)
-        waiting = self._waiting
-        try:
-            reply = reader.gets()
-            while reply is not False:
-                if not waiting:  # a reply nobody asked for: the stream is not what we think
-                    raise hiredis.ProtocolError("a reply to no command")
-                future, _ = waiting.popleft()
-                if not future.done():  # its caller may have been cancelled
-                    future.set_result(
-                        _error(reply) if isinstance(reply, hiredis.ReplyError) else reply
-                    )
-                reply = reader.gets()
-        except hiredis.ProtocolError as exc:
-            self._abort(RedisConnectionError(f"Redis sent what is not RESP: {exc}"))
-            return
-        if self._room is not None and len(waiting) <= self._max_in_flight // 2:
-            self._room.set()
-
-    def _lost(self, protocol: _Protocol, error: RedisError) -> None:
-        if protocol is self._protocol:
-            self._transport = self._protocol = None
-            self._fail(error)
+        except (OSError, TimeoutError) as exc:
+            connection.fail(RedisConnectionError(f"cannot connect to Redis at {where}: {exc}"))
+            raise RedisConnectionError(f"cannot connect to Redis at {where}: {exc}") from exc
+        except BaseException as exc:
+            error = exc if isinstance(exc, RedisError) else RedisConnectionError(str(exc))
+            connection.fail(error)
+            raise
+        if self._closed:
+            connection.fail(RedisConnectionError("the Redis wire was closed"))
+            raise RedisConnectionError("the Redis wire is closed")
+        self._connection = connection
+        return connection
 
     def _check(self) -> None:
-        """The oldest command's deadline: passed, the connection is stuck; else look again
-        at the next oldest's."""
+        """The oldest command's deadline: passed, the connection is stuck (Redis answers in
+        order); else look again at the next oldest's."""
         self._watch = None
-        if not self._waiting or self._loop is None:
+        connection = self._connection
+        if connection is None or not connection.waiting or self._loop is None:
             return
-        deadline = self._waiting[0][1]
+        deadline = connection.waiting[0][1]
         if deadline <= self._loop.time():
-            self._abort(RedisTimeoutError(f"no reply from Redis within {self._timeout} s"))
+            connection.fail(RedisTimeoutError(f"no reply from Redis within {self._timeout} s"))
         else:
             self._watch = self._loop.call_at(deadline, self._check)
-
-    def _abort(self, error: RedisError) -> None:
-        transport = self._transport
-        self._transport = self._protocol = None
-        if transport is not None:
-            transport.abort()
-        self._fail(error)
-
-    def _fail(self, error: RedisError) -> None:
-        waiting, self._waiting = self._waiting, collections.deque()
-        for future, _ in waiting:
-            if not future.done():
-                future.set_exception(error)
-        if self._room is not None:
-            self._room.set()
 
 
 class WiredRedis(Redis):

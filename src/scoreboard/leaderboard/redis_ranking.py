@@ -120,12 +120,14 @@ class RedisRanking:
     def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+        # The hot path's scripts on the wire (one server); a rebuild's and a check's, which
+        # may run long, on pooled connections of their own.
         self._apply = HotScript(redis, scripts.APPLY)
-        self._swap = HotScript(redis, scripts.SWAP)
+        self._swap = redis.register_script(scripts.SWAP)
         self._window = HotScript(redis, scripts.WINDOW)
         self._ranks = HotScript(redis, scripts.RANKS)
-        self._inspect = HotScript(redis, scripts.INSPECT)
-        self._repair = HotScript(redis, scripts.REPAIR)
+        self._inspect = redis.register_script(scripts.INSPECT)
+        self._repair = redis.register_script(scripts.REPAIR)
         self._held_locks: dict[BoardPeriod, Lock] = {}
         self._check_locks: dict[BoardPeriod, Lock] = {}
 
