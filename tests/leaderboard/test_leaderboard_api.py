@@ -6,17 +6,20 @@ from tests.helpers import Api, bearer, make_token, problem
 
 
 async def test_listing_follows_competition_ranking_and_first_to_reach(api: Api) -> None:
+    """Of equal scores the one reached first is listed first, not the smaller user id (bob
+    before alice): guards against the writer handing the rankings its rows without the time
+    they changed (the ranking would fall back to the user id)."""
     await api.score("carol", "big")  # 100
-    await api.score("alice")  # 10, first to reach 10
-    await api.score("bob")  # 10
+    await api.score("bob")  # 10, first to reach 10
+    await api.score("alice")  # 10
     await api.score("dave")
     await api.score("dave")  # 20
     board = await api.leaderboard()
     assert [(e["userId"], e["score"], e["rank"]) for e in board] == [
         ("carol", 100, 1),
         ("dave", 20, 2),
-        ("alice", 10, 3),
         ("bob", 10, 3),
+        ("alice", 10, 3),
     ]
     assert board[0]["username"] == "name-carol"
 
