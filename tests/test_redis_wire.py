@@ -465,3 +465,23 @@ async def test_an_empty_command_is_refused_before_anything_is_sent(wire: Wire) -
         await wire.call_many([("PING",), ()])
     assert wire.commands == 0
     assert await wire.call("PING") == b"PONG"
+
+
+async def test_commands_written_in_one_turn_of_the_loop_go_out_in_one_write(wire: Wire) -> None:
+    """Under load every request's command would otherwise be a send() of its own."""
+    assert await wire.call("PING") == b"PONG"
+    connection = wire._connection
+    assert connection is not None
+    assert connection.transport is not None
+    writes: list[bytes] = []
+    real_write = connection.transport.write
+
+    def counting(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    connection.transport.write = counting  # type: ignore[method-assign]
+    replies = await asyncio.gather(*(wire.call("ECHO", i) for i in range(100)))
+    assert replies == [str(i).encode() for i in range(100)]
+    assert len(writes) == 1
+    assert writes[0] == b"".join(pack(["ECHO", i]) for i in range(100))

@@ -97,6 +97,8 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.failed: RedisError | None = None
+        # Commands written in one turn of the event loop go out in one write (one syscall).
+        self._unsent: list[bytes] = []
 
     @property
     def usable(self) -> bool:
@@ -135,8 +137,15 @@ class _Connection(asyncio.Protocol):
         assert loop is not None
         futures = [loop.create_future() for _ in range(count)]
         self.waiting.extend((future, deadline) for future in futures)
-        self.transport.write(data)
+        if not self._unsent:
+            loop.call_soon(self._flush)
+        self._unsent.append(data)
         return futures
+
+    def _flush(self) -> None:
+        unsent, self._unsent = self._unsent, []
+        if self.failed is None and self.transport is not None:
+            self.transport.write(b"".join(unsent))
 
     def fail(self, error: RedisError) -> None:
         """Close the connection and fail every command waiting on it (once)."""
