@@ -195,16 +195,25 @@ def _batches(metrics: Metrics) -> tuple[float | None, float | None]:
     )
 
 
-async def test_a_batch_of_changes_whose_boards_are_all_gone_writes_nothing_and_says_so(
+async def test_changes_whose_boards_are_all_gone_write_nothing_and_say_so(
     repository: ScoreRepository,
 ) -> None:
-    """A batch in which no change has a board left to feed (retired after the tickets were
-    checked) has no audit row to insert. Guards against the writer assuming it has one (an
-    unset accepted set: a TypeError, every change of the batch a 500)."""
-    gone = [replace(change(user), boards=("retired-board",)) for user in ("ann", "ben")]
-    outcomes = await repository.record_many(gone)
+    """Changes with no board left to feed (retired after the tickets were checked) write
+    nothing and say why, and the rest of their batch is written. Guards against the writer
+    assuming a batch has an audit row (an unset accepted set: a TypeError), and against the
+    refusal losing its detail or ending the batch's outcomes early."""
+
+    def gone(user: str) -> ScoreChange:
+        return replace(change(user), boards=("retired-board",))
+
+    outcomes = await repository.record_many([gone("ann"), gone("ben")])  # no row at all
     assert [type(o) for o in outcomes] == [NoActiveBoard, NoActiveBoard]
-    assert await repository.load_period(KEY) == []
+    assert {o.detail for o in outcomes if isinstance(o, NoActiveBoard)} == {
+        "none of the boards this action feeds is active"
+    }
+    outcomes = await repository.record_many([gone("dan"), change("cat")])
+    assert [type(o) for o in outcomes] == [NoActiveBoard, Recorded]  # the batch goes on
+    assert [u.user_id for u in await repository.load_period(KEY)] == ["cat"]
 
 
 async def test_an_admin_change_to_a_board_gone_since_it_was_checked_is_refused(
