@@ -216,6 +216,50 @@ async def test_changes_whose_boards_are_all_gone_write_nothing_and_say_so(
     assert [u.user_id for u in await repository.load_period(KEY)] == ["cat"]
 
 
+async def test_a_board_retired_since_the_check_is_skipped_and_the_others_are_fed(
+    repository: ScoreRepository,
+) -> None:
+    """The writer looks at each board again in the change's own transaction: a board
+    retired since the ticket was checked takes nothing, and the change's other boards still
+    do. Guards against a retired board being written to, and against one gone board ending
+    the look at the rest (a break for a continue)."""
+    feeds_two = replace(change("ann"), boards=("retired-board", GLOBAL))
+    assert isinstance(await repository.record(feeds_two), Recorded)
+    assert [(u.user_id, u.score) for u in await repository.load_period(KEY)] == [("ann", 10)]
+    await repository._boards.retire(GLOBAL)
+    outcomes = await repository.record_many([change("ben")])
+    assert [type(o) for o in outcomes] == [NoActiveBoard]
+    assert [u.user_id for u in await repository.load_period(KEY)] == ["ann"]
+
+
+async def test_the_queue_bound_counts_a_whole_group_and_stopping_refuses_groups(
+    tmp_path: Path,
+) -> None:
+    """A group fits while what waits plus the group stays within the bound (8 here), and
+    is refused whole beyond it; a stopped writer refuses a group with its own reason."""
+    repository, path = await sqlite_repository(tmp_path, max_batch=1)  # queue holds 8
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer waits on the lock meanwhile
+    try:
+        taken = asyncio.ensure_future(repository.record_many([change("a")]))
+        await asyncio.sleep(0.05)  # the writer holds it, stuck on the lock
+        queued = asyncio.ensure_future(repository.record_many([change("x")]))
+        await asyncio.sleep(0)
+        fits = asyncio.ensure_future(repository.record_many([change(f"b{i}") for i in range(7)]))
+        await asyncio.sleep(0)
+        assert repository._waiting == 8  # 1 + 7: exactly the bound, taken
+        with pytest.raises(ServiceUnavailable, match=r"^too many score updates are waiting"):
+            await repository.record_many([change("c")])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    done = [*await taken, *await queued, *await fits]
+    assert all(isinstance(o, Recorded) for o in done)
+    await repository.stop()
+    with pytest.raises(ServiceUnavailable, match=r"^the service is shutting down$"):
+        await repository.record_many([change("late")])
+
+
 async def test_an_admin_change_to_a_board_gone_since_it_was_checked_is_refused(
     repository: ScoreRepository,
 ) -> None:
