@@ -116,6 +116,30 @@ async def test_a_full_queue_answers_503_at_once_and_a_lock_ends_in_503(tmp_path:
     await repository.stop()
 
 
+async def test_a_write_waits_for_another_process_s_write_and_then_commits(
+    tmp_path: Path,
+) -> None:
+    """The writer's transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE),
+    so another process writing meanwhile (a CLI prune, a second tool) only makes it wait.
+    Guards against a deferred BEGIN: the batch would read first, then find its snapshot
+    stale when it came to write after the other commit, and fail (SQLITE_BUSY, a 503)."""
+    repository, path = await sqlite_repository(tmp_path, max_batch=8)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE elsewhere (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO elsewhere VALUES (1)")
+    try:
+        pending = asyncio.ensure_future(repository.record(change("ann")))
+        await asyncio.sleep(0.3)  # the writer is waiting for the lock
+        assert not pending.done()
+        other.execute("COMMIT")
+        assert isinstance(await asyncio.wait_for(pending, 10), Recorded)
+    finally:
+        other.close()
+        await repository.stop()
+    assert [u.user_id for u in await repository.load_period(KEY)] == ["ann"]
+
+
 async def test_callers_never_hang_when_the_writer_dies(tmp_path: Path) -> None:
     repository, path = await sqlite_repository(tmp_path, max_batch=2)
     blocker = sqlite3.connect(path, isolation_level=None)
